@@ -1,0 +1,1 @@
+"""Admin bot (webhook mode by default)."""

@@ -1,0 +1,1 @@
+"""Master bot (polling mode by default)."""

@@ -1,0 +1,152 @@
+#!/usr/bin/python
+"""Ansible module: read, record and prune the releases of an app on the server."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fs_releases
+short_description: Read, record and prune the app's releases on the server
+description:
+  - Each release is a directory C(<root>/releases/<id>/) with a C(REVISION) file and a
+    C(RELEASE.json) record (id, source, image, backup, schema revisions, who, when, outcome).
+  - The serving release is read from the C(<root>/current) link; the previous one is the most
+    recently activated other release according to the records, never by directory mtime.
+  - C(state=prune) deletes the oldest releases so that at most O(keep) remain; the current and
+    the previous release are never deleted.
+version_added: "0.1.0"
+author: field-service-deploy
+options:
+  root:
+    description: The app's root directory on the server.
+    type: path
+    required: true
+  state:
+    description:
+      - C(info) reports the releases, the current and the previous one.
+      - C(record) merges O(data) into the record of O(release_id).
+      - C(prune) deletes old releases beyond O(keep).
+    type: str
+    choices: [info, record, prune]
+    default: info
+  release_id:
+    description: The release to record (O(state=record)).
+    type: str
+  data:
+    description: Keys to set in the release record; null values are ignored.
+    type: dict
+    default: {}
+  keep:
+    description: Releases kept by O(state=prune), the current and previous always among them.
+    type: int
+    default: 5
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be recorded or deleted without writing.
+  diff_mode:
+    support: full
+    description: Shows the record before and after, or the releases before and after a prune.
+  idempotent:
+    support: full
+    description: Recording the same data or pruning an already pruned tree changes nothing.
+"""
+
+EXAMPLES = r"""
+- name: Read the releases
+  fs_releases:
+    root: /opt/field-service
+  register: releases
+
+- name: Record the outcome of a deploy
+  fs_releases:
+    root: /opt/field-service
+    state: record
+    release_id: 3f2a9c1d0b7e
+    data:
+      outcome: success
+      activated_at: "2025-10-10T15:33:15Z"
+
+- name: Keep the last five releases
+  fs_releases:
+    root: /opt/field-service
+    state: prune
+    keep: 5
+"""
+
+RETURN = r"""
+current:
+  description: Id of the serving release (the target of the current link), or null.
+  returned: always
+  type: str
+previous:
+  description: Id of the release activated before the current one, or null.
+  returned: always
+  type: str
+releases:
+  description: All releases, newest first, each with its record.
+  returned: always
+  type: list
+  elements: dict
+record:
+  description: The record after the change.
+  returned: when state=record
+  type: dict
+removed:
+  description: Ids of the releases deleted (or that would be, in check mode).
+  returned: when state=prune
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils import fs_release_store as store
+except ImportError:  # pragma: no cover - direct import in unit tests
+    import fs_release_store as store
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "required": True},
+            "state": {"type": "str", "choices": ["info", "record", "prune"], "default": "info"},
+            "release_id": {"type": "str"},
+            "data": {"type": "dict", "default": {}},
+            "keep": {"type": "int", "default": 5},
+        },
+        required_if=[("state", "record", ("release_id",))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = {"changed": False}
+    try:
+        if p["state"] == "record":
+            before, after = store.merged_record(p["root"], p["release_id"], p["data"])
+            result["record"] = after
+            if before != after:
+                result["changed"] = True
+                result["diff"] = {"before": before, "after": after}
+                if not module.check_mode:
+                    store.write_record(p["root"], p["release_id"], after)
+        elif p["state"] == "prune":
+            doomed = store.plan_prune(p["root"], p["keep"])
+            result["removed"] = doomed
+            if doomed:
+                before = [r.id for r in store.list_releases(p["root"])]
+                result["changed"] = True
+                result["diff"] = {
+                    "before": "\n".join(before) + "\n",
+                    "after": "\n".join(r for r in before if r not in doomed) + "\n",
+                }
+                if not module.check_mode:
+                    store.prune(p["root"], doomed)
+        result.update(store.info(p["root"]))
+    except (store.ReleaseStoreError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

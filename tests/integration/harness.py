@@ -1,0 +1,159 @@
+"""Helpers for the integration tests: sources of v1/v2, running the real
+playbooks through ansible-runner against this machine, and cleaning up
+every Docker object and directory a test deploy created."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+
+import ansible_runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+APP_SRC = os.path.join(ROOT, "examples", "field-service")
+V2_OVERLAY = os.path.join(ROOT, "examples", "field-service-v2")
+INVENTORY = os.path.join(ROOT, "inventory", "local", "hosts.yml")
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+
+
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def docker(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def make_source(dest: str, version: int = 1, overlays: tuple[str, ...] = ()) -> str:
+    """Copy the sample app to dest (v1), apply the v2 overlay and extra ones."""
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
+    shutil.copytree(APP_SRC, dest, ignore=ignore)
+    layers = ([V2_OVERLAY] if version >= 2 else []) + list(overlays)
+    for layer in layers:
+        shutil.copytree(layer, dest, dirs_exist_ok=True, ignore=ignore)
+    return dest
+
+
+@dataclass
+class Deployment:
+    """One isolated app on this machine: its own names, root and ports."""
+
+    name: str
+    workdir: str
+    telegram_port: int
+    extravars: dict = field(default_factory=dict)
+
+    @property
+    def app_root(self) -> str:
+        return os.path.join(self.workdir, "app")
+
+    @property
+    def backup_root(self) -> str:
+        return os.path.join(self.workdir, "backups")
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.workdir, "deployment_logs")
+
+    def vars(self, **extra) -> dict:
+        base = {
+            "app_name": self.name,
+            "app_root": self.app_root,
+            "app_backup_root": self.backup_root,
+            "demo_telegram_host_port": self.telegram_port,
+            "skip_tests": True,
+        }
+        base.update(self.extravars)
+        base.update(extra)
+        return base
+
+    def run(self, playbook: str, timeout: int = 900, **extra) -> ansible_runner.Runner:
+        """Run playbooks/<playbook> with this deployment's variables."""
+        private = tempfile.mkdtemp(prefix="runner-", dir=self.workdir)
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            playbook=os.path.join(ROOT, "playbooks", playbook),
+            inventory=INVENTORY,
+            extravars=self.vars(**extra),
+            envvars={
+                "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
+                "DEPLOY_LOG_DIR": self.log_dir,
+                # ansible-runner sets this variable for its own callback; ours
+                # is added in front of it (ansible.cfg's value would be lost).
+                "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "plugins", "callback"),
+                "ANSIBLE_PYTHON_INTERPRETER": PYTHON,
+            },
+            quiet=True,
+            timeout=timeout,
+        )
+        return runner
+
+    # -- what is on the server ------------------------------------------
+
+    def containers(self, role: str = "service", all_: bool = False) -> list[dict]:
+        args = ["ps", "--format", "{{json .}}", "--filter", f"label=fs.app={self.name}",
+                "--filter", f"label=fs.role={role}"]
+        if all_:
+            args.insert(1, "-a")
+        out = docker(*args)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def current_release(self) -> str | None:
+        link = os.path.join(self.app_root, "current")
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+    def psql(self, sql: str) -> str:
+        return docker("exec", f"{self.name}_db", "psql", "-X", "-At", "-U", "field_service",
+                      "-d", "field_service", "-c", sql)
+
+    def logs(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.log_dir, "*.log")))
+
+    def telegram(self, method: str, path: str, body=None):
+        url = f"http://127.0.0.1:{self.telegram_port}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def destroy(self) -> None:
+        """Remove every container, network, volume, image and directory of this app."""
+        ids = docker("ps", "-aq", "--filter", f"label=fs.app={self.name}", check=False).split()
+        ids += docker("ps", "-aq", "--filter", f"name=^{self.name}_", check=False).split()
+        if ids:
+            docker("rm", "-f", "-v", *sorted(set(ids)), check=False)
+        docker("network", "rm", f"{self.name}_net", check=False)
+        docker("volume", "rm", "-f", f"{self.name}_pgdata", check=False)
+        images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).split()
+        mine = [i for i in images if i.split(":")[0] in (self.name, f"{self.name}_telegram")]
+        if mine:
+            docker("rmi", "-f", *mine, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def failed_tasks(runner: ansible_runner.Runner) -> list[str]:
+    return [
+        f"{e['event_data'].get('task')}: {e['event_data'].get('res', {}).get('msg')}"
+        for e in runner.events
+        if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")
+    ]
+
+
+def changed_tasks(runner: ansible_runner.Runner) -> list[str]:
+    return [
+        e["event_data"].get("task")
+        for e in runner.events
+        if e.get("event") == "runner_on_ok" and e["event_data"].get("res", {}).get("changed")
+    ]

@@ -1,0 +1,216 @@
+"""The real deploy playbook against this machine's Docker engine.
+
+Given / When / Then, as ansistrano's own tests read: each test deploys an
+isolated copy of the sample app (its own names, directories and ports) and
+removes every trace of it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+import pytest
+from harness import Deployment, changed_tasks, failed_tasks, make_source
+
+pytestmark = pytest.mark.integration
+
+SEED_ORDER = [
+    "START DEPLOYMENT",
+    "Creating backup...",
+    "Backup created: backup_",
+    "Uploading code...",
+    "Building Docker images...",
+    "Running migrations...",
+    "Graceful restart...",
+    "Health check: PASSED",
+    "DEPLOYMENT SUCCESS",
+]
+LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] (.*)$")
+
+
+def log_messages(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    out = []
+    for line in lines:
+        m = LINE.match(line)
+        assert m, f"not in the seed's format: {line!r}"
+        out.append(m.group(1))
+    return out
+
+
+def assert_in_order(messages: list[str], expected: list[str]) -> None:
+    pos = 0
+    for want in expected:
+        while pos < len(messages) and not messages[pos].startswith(want):
+            pos += 1
+        assert pos < len(messages), f"{want!r} missing or out of order in {messages}"
+        pos += 1
+
+
+@pytest.fixture
+def deployment(tmp_path_factory):
+    name = "fs_it_" + uuid.uuid4().hex[:6]
+    work = str(tmp_path_factory.mktemp(name))
+    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
+    d = Deployment(name=name, workdir=work, telegram_port=port)
+    d.extravars.update({
+        "app_telegram_api_base": f"http://{name}_telegram:8081",
+        "code_sync_source_dir": os.path.join(work, "src"),
+        "code_sync_cache_dir": os.path.join(work, "cache"),
+    })
+    yield d
+    d.destroy()
+
+
+def wait_for(predicate, timeout=30.0, interval=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def test_deploy_v1_noop_then_v2(deployment):
+    d = deployment
+    src = os.path.join(d.workdir, "src")
+
+    # Given v1 of the app, When it is deployed to a fresh server
+    make_source(src, 1)
+    r = d.run("deploy.yml")
+    assert r.status == "successful", failed_tasks(r)
+
+    # Then the bots of the new release run and beat, on schema 0001
+    rel1 = d.current_release()
+    assert rel1 and os.path.isfile(os.path.join(d.app_root, "releases", rel1, "REVISION"))
+    names = sorted(c["Names"] for c in d.containers())
+    assert names == [f"{d.name}_admin_bot_{rel1}", f"{d.name}_master_bot_{rel1}"]
+    assert d.psql("SELECT version_num FROM alembic_version") == "0001"
+    rows = d.psql("SELECT service || ':' || release FROM heartbeats ORDER BY 1").split()
+    assert rows == [f"admin_bot:{rel1}", f"master_bot:{rel1}"]
+    logs = d.logs()
+    assert len(logs) == 1 and os.path.basename(logs[0]).startswith("deploy_")
+    assert_in_order(log_messages(logs[0]), SEED_ORDER)
+    backups = sorted(f for f in os.listdir(os.path.join(d.backup_root, "deploy")) if f.endswith(".sql.gz"))
+    assert len(backups) == 1 and re.fullmatch(r"backup_\d{8}_\d{6}\.sql\.gz", backups[0])
+    assert os.stat(os.path.join(d.backup_root, "deploy", backups[0])).st_mode & 0o777 == 0o600
+
+    # And the polling bot answers an update sent through the Bot API
+    token = "100002:demo-master-token"
+    d.telegram("POST", f"/_control/{token}/updates", {"text": "hello", "chat_id": 42})
+    sent = wait_for(lambda: d.telegram("GET", f"/_control/{token}/sent")["result"], 20)
+    assert sent and "hello" in str(sent)
+
+    # When the same code is deployed again
+    time.sleep(1.1)  # a new log file name
+    r = d.run("deploy.yml")
+    assert r.status == "successful", failed_tasks(r)
+    # Then nothing changes on the server: no backup, no build, no restart
+    assert changed_tasks(r) == []
+    assert d.current_release() == rel1
+    assert len([f for f in os.listdir(os.path.join(d.backup_root, "deploy")) if f.endswith(".gz")]) == 1
+    noop_log = log_messages(d.logs()[-1])
+    assert noop_log[0] == "START DEPLOYMENT" and noop_log[-1] == "DEPLOYMENT SUCCESS"
+    assert "Health check: PASSED" in noop_log and not any(m.startswith("Creating backup") for m in noop_log)
+
+    # When v2 (a new migration) is deployed
+    time.sleep(1.1)
+    make_source(src, 2)
+    r = d.run("deploy.yml")
+    assert r.status == "successful", failed_tasks(r)
+    rel2 = d.current_release()
+    assert rel2 and rel2 != rel1
+    names = sorted(c["Names"] for c in d.containers())
+    assert names == [f"{d.name}_admin_bot_{rel2}", f"{d.name}_master_bot_{rel2}"]
+    assert d.psql("SELECT version_num FROM alembic_version") == "0002"
+    assert_in_order(log_messages(d.logs()[-1]), SEED_ORDER)
+    # both releases kept, v1's image kept for a rollback without a rebuild
+    assert {rel1, rel2} <= set(os.listdir(os.path.join(d.app_root, "releases")))
+    from harness import docker
+    assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
+
+
+def test_failing_migration_keeps_the_old_release_serving(deployment, tmp_path):
+    d = deployment
+    src = os.path.join(d.workdir, "src")
+    make_source(src, 1)
+    assert d.run("deploy.yml").status == "successful"
+    rel1 = d.current_release()
+
+    # Given a v2 whose migration fails half way (after a first statement)
+    bad = tmp_path / "bad"
+    (bad / "migrations" / "versions").mkdir(parents=True)
+    (bad / "migrations" / "versions" / "0002_broken.py").write_text(
+        '"""broken"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade():\n"
+        '    op.add_column("processed_updates", sa.Column("half", sa.Text()))\n'
+        '    op.execute("SELECT no_such_function()")\n\n\n'
+        "def downgrade():\n    pass\n"
+    )
+    make_source(src, 1, overlays=(str(bad),))
+    r = d.run("deploy.yml")
+
+    # Then the deploy fails at the migrations and the old release serves on
+    assert r.status == "failed"
+    assert any("Migrations failed" in t for t in failed_tasks(r)), failed_tasks(r)
+    assert d.current_release() == rel1
+    assert sorted(c["Names"] for c in d.containers()) == [
+        f"{d.name}_admin_bot_{rel1}", f"{d.name}_master_bot_{rel1}"]
+    assert d.psql("SELECT version_num FROM alembic_version") == "0001"
+    cols = d.psql("SELECT column_name FROM information_schema.columns WHERE table_name='processed_updates'")
+    assert "half" not in cols.split()
+    messages = log_messages(d.logs()[-1])
+    assert messages[-1] == "DEPLOYMENT FAILED"
+    assert any(m.startswith("ERROR:") and "migrations" in m.lower() for m in messages), messages
+
+
+def test_new_release_that_never_gets_ready_is_removed(deployment):
+    d = deployment
+    src = os.path.join(d.workdir, "src")
+    make_source(src, 1)
+    assert d.run("deploy.yml").status == "successful"
+    rel1 = d.current_release()
+
+    # Given a new release whose containers never pass their health check
+    make_source(src, 2)
+    r = d.run("deploy.yml", graceful_restart_ready_timeout=15,
+              graceful_restart_healthcheck={"test": ["CMD", "false"], "interval": "1s", "retries": 1})
+
+    # Then its containers are removed and the old ones serve on
+    assert r.status == "failed"
+    assert any("did not become ready" in t for t in failed_tasks(r)), failed_tasks(r)
+    assert d.current_release() == rel1
+    assert sorted(c["Names"] for c in d.containers(all_=True)) == [
+        f"{d.name}_admin_bot_{rel1}", f"{d.name}_master_bot_{rel1}"]
+
+
+def test_bad_settings_fail_before_anything_changes(deployment):
+    d = deployment
+    make_source(os.path.join(d.workdir, "src"), 1)
+    r = d.run("deploy.yml", app_db_password="")
+    assert r.status == "failed"
+    assert any("app_db_password" in t for t in failed_tasks(r)), failed_tasks(r)
+    r = d.run("deploy.yml", app_services=[{"name": "x"}])
+    assert r.status == "failed"
+    assert any("command" in t for t in failed_tasks(r)), failed_tasks(r)
+    assert not os.path.exists(d.app_root)
+    assert d.containers(role="database", all_=True) == []
+
+
+def test_failing_app_tests_stop_the_deploy_before_the_server(deployment, tmp_path):
+    d = deployment
+    broken = tmp_path / "broken"
+    (broken / "tests").mkdir(parents=True)
+    (broken / "tests" / "test_zz_broken.py").write_text("def test_broken():\n    assert 1 == 2\n")
+    make_source(os.path.join(d.workdir, "src"), 1, overlays=(str(broken),))
+    r = d.run("deploy.yml", skip_tests=False)
+    assert r.status == "failed"
+    assert any("tests did not pass" in t and "skip_tests=true" in t for t in failed_tasks(r)), failed_tasks(r)
+    assert not os.path.exists(d.app_root)
+    assert d.containers(role="database", all_=True) == []

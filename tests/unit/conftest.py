@@ -1,0 +1,10 @@
+"""Unit tests import the plain-Python logic of the modules directly."""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+for sub in ("plugins/module_utils", "roles/backup/files"):
+    path = os.path.join(ROOT, sub)
+    if path not in sys.path:
+        sys.path.insert(0, path)

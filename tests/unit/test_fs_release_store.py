@@ -1,0 +1,108 @@
+"""Release records: current from the link, previous from the records, prune rules."""
+
+import json
+import os
+
+import fs_release_store as store
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def make_release(root, rid, activated_at=None, created_at="2025-01-01T00:00:00Z"):
+    path = os.path.join(root, "releases", rid)
+    os.makedirs(path)
+    with open(os.path.join(path, "REVISION"), "w") as fh:
+        fh.write(rid + "\n")
+    record = {"created_at": created_at}
+    if activated_at:
+        record["activated_at"] = activated_at
+    with open(os.path.join(path, store.RECORD_NAME), "w") as fh:
+        json.dump(record, fh)
+    return path
+
+
+def set_current(root, rid):
+    tmp = os.path.join(root, ".cur")
+    os.symlink(f"releases/{rid}", tmp)
+    os.replace(tmp, os.path.join(root, "current"))
+
+
+def test_current_and_previous_come_from_link_and_records_not_mtime(tmp_path):
+    root = str(tmp_path)
+    make_release(root, "aaa", activated_at="2025-01-01T10:00:00Z")
+    make_release(root, "bbb", activated_at="2025-01-02T10:00:00Z")
+    make_release(root, "ccc", activated_at="2025-01-03T10:00:00Z")
+    # mtimes say the opposite of the records
+    for i, rid in enumerate(["ccc", "bbb", "aaa"]):
+        os.utime(os.path.join(root, "releases", rid), (1000 + i, 1000 + i))
+    set_current(root, "ccc")
+    info = store.info(root)
+    assert info["current"] == "ccc"
+    assert info["previous"] == "bbb"
+    assert [r["id"] for r in info["releases"]] == ["ccc", "bbb", "aaa"]
+
+
+def test_incomplete_and_hidden_directories_are_not_releases(tmp_path):
+    root = str(tmp_path)
+    make_release(root, "good", activated_at="2025-01-01T00:00:00Z")
+    os.makedirs(os.path.join(root, "releases", "half.partial"))
+    os.makedirs(os.path.join(root, "releases", "norevision"))
+    os.makedirs(os.path.join(root, "releases", ".hidden"))
+    assert [r.id for r in store.list_releases(root)] == ["good"]
+
+
+def test_prune_never_removes_current_or_previous(tmp_path):
+    root = str(tmp_path)
+    for day in range(1, 8):
+        make_release(root, f"r{day}", activated_at=f"2025-01-0{day}T00:00:00Z")
+    # roll back to an old release: current is r2, previous is r7
+    set_current(root, "r2")
+    doomed = store.plan_prune(root, keep=3)
+    assert "r2" not in doomed and "r7" not in doomed
+    assert sorted(doomed) == ["r1", "r3", "r4", "r5"]
+    store.prune(root, doomed)
+    assert sorted(r.id for r in store.list_releases(root)) == ["r2", "r6", "r7"]
+    assert store.plan_prune(root, keep=3) == []
+
+
+def test_record_merges_and_ignores_none(tmp_path):
+    root = str(tmp_path)
+    make_release(root, "abc")
+    before, after = store.merged_record(root, "abc", {"outcome": "activated", "backup": None})
+    assert after["outcome"] == "activated" and "backup" not in after and after["id"] == "abc"
+    store.write_record(root, "abc", after)
+    before2, after2 = store.merged_record(root, "abc", {"outcome": "activated"})
+    assert before2 == after2
+
+
+@pytest.mark.parametrize("bad", ["", "..", "current", "a/b", ".x", "x.partial"])
+def test_bad_ids_are_refused(tmp_path, bad):
+    with pytest.raises(store.ReleaseStoreError):
+        store.merged_record(str(tmp_path), bad, {})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=9),
+    keep=st.integers(min_value=1, max_value=6),
+    current=st.integers(min_value=0, max_value=8),
+)
+def test_prune_properties(tmp_path_factory, n, keep, current):
+    root = str(tmp_path_factory.mktemp("rel"))
+    for i in range(n):
+        make_release(root, f"r{i}", activated_at=f"2025-02-{10 + i}T00:00:00Z")
+    cur = f"r{min(current, n - 1)}"
+    set_current(root, cur)
+    prev = store.previous_id(root)
+    doomed = store.plan_prune(root, keep)
+    remaining = {f"r{i}" for i in range(n)} - set(doomed)
+    assert cur in remaining
+    if prev:
+        assert prev in remaining
+    assert len(remaining) == max(min(n, keep), len({cur, prev} - {None}))
+    # what is kept is never older than what is deleted, apart from the protected two
+    kept_unprotected = remaining - {cur, prev}
+    for d in doomed:
+        for k in kept_unprotected:
+            assert k > d  # ids sort like their activation dates here
