@@ -31,6 +31,12 @@ options:
     description: Seconds between two polls.
     type: float
     default: 1
+  fail_on_timeout:
+    description:
+      - Fail the task when the containers are not ready. With V(false) the task succeeds and
+        RV(ready) tells the outcome, so that a playbook can clean up before failing.
+    type: bool
+    default: true
   docker_host:
     description: Docker daemon address.
     type: str
@@ -54,6 +60,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ready:
+  description: Whether every container became ready.
+  returned: always
+  type: bool
+reason:
+  description: Why they are not ready (empty when they are).
+  returned: always
+  type: str
 containers:
   description: State of each container (status, health, restart_count, exit_code, last_check, ready).
   returned: always
@@ -80,6 +94,7 @@ def main() -> None:
             "containers": {"type": "list", "elements": "str", "required": True},
             "timeout": {"type": "float", "default": 120},
             "interval": {"type": "float", "default": 1},
+            "fail_on_timeout": {"type": "bool", "default": True},
             "docker_host": {"type": "str", "default": "unix:///var/run/docker.sock"},
         },
         supports_check_mode=True,
@@ -91,11 +106,13 @@ def main() -> None:
             client.inspect_container, p["containers"], p["timeout"], p["interval"]
         )
     except DockerError as exc:
-        module.fail_json(msg=f"Docker error while waiting: {exc}", containers={}, elapsed=0.0)
+        module.fail_json(msg=f"Docker error while waiting: {exc}", ready=False, reason=str(exc),
+                         containers={}, elapsed=0.0)
     report = {v.name: {**v.details, "ready": v.state == READY} for v in verdicts}
-    if not ok:
-        module.fail_json(msg=reason, containers=report, elapsed=round(elapsed, 2))
-    module.exit_json(changed=False, containers=report, elapsed=round(elapsed, 2))
+    result = {"ready": ok, "reason": reason, "containers": report, "elapsed": round(elapsed, 2)}
+    if not ok and p["fail_on_timeout"]:
+        module.fail_json(msg=reason, **result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ import psycopg
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT.parent
 sys.path.insert(0, str(PROJECT))  # field_service, whatever the current directory
-sys.path.insert(0, str(EXAMPLES / "fake_telegram"))  # fake_telegram.py
+# The stand-in Bot API: FAKE_TELEGRAM_DIR, else the sibling examples/fake_telegram
+# (the deploy tool's preflight sets FAKE_TELEGRAM_DIR when it runs these tests
+# from a copy of the app).
+sys.path.insert(0, os.environ.get("FAKE_TELEGRAM_DIR") or str(EXAMPLES / "fake_telegram"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
 

@@ -27,7 +27,7 @@ def test_services_of_the_current_release_run(host):
         assert state["Health"]["Status"] == "healthy"
     # nothing of an older release is left running
     names = host.check_output(f"docker ps --filter label=fs.app={APP} --filter label=fs.role=service "
-                              "--format '{{{{.Names}}}}'").split()
+                              "--format '{{.Names}}'").split()
     assert sorted(names) == sorted(f"{APP}_{s}_{rel}" for s in ("admin_bot", "master_bot"))
 
 
