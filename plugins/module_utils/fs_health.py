@@ -207,7 +207,7 @@ def container_state(inspect: dict | None) -> dict:
         return {
             "exists": False, "id": None, "running": False, "restarting": False,
             "restart_count": 0, "started_at": "", "status": "missing", "exit_code": None,
-            "tty": False,
+            "tty": False, "health": "",
         }
     state = inspect.get("State") or {}
     return {
@@ -220,6 +220,7 @@ def container_state(inspect: dict | None) -> dict:
         "status": str(state.get("Status") or ("running" if state.get("Running") else "unknown")),
         "exit_code": state.get("ExitCode"),
         "tty": bool((inspect.get("Config") or {}).get("Tty")),
+        "health": str((state.get("Health") or {}).get("Status") or ""),
     }
 
 
@@ -268,6 +269,13 @@ def container_failures(
             detail += f", exit code {state['exit_code']}"
         failures.append(_failure(
             service, "container", f"container {container} is not running ({detail})", PRIO_CONTAINER
+        ))
+    elif state.get("health") == "unhealthy":
+        # The container's own HEALTHCHECK says it is not ready (e.g. /ready
+        # answers 503): retried until the timeout like the other checks.
+        failures.append(_failure(
+            service, "container", f"container {container} reports unhealthy (its HEALTHCHECK fails)",
+            PRIO_CONTAINER,
         ))
     return failures
 

@@ -561,3 +561,17 @@ def test_engine_unavailable():
 def test_invalid_params_raise():
     with pytest.raises(ValueError, match="heartbeat_table"):
         h.run_health_check(None, dict(PARAMS, heartbeat_table="x;y"))
+
+
+def test_unhealthy_docker_healthcheck_is_a_failure():
+    import fs_health
+
+    doc = {"Id": "x", "RestartCount": 0,
+           "State": {"Running": True, "Status": "running", "StartedAt": "2025-10-10T15:30:00Z",
+                     "Health": {"Status": "unhealthy"}}}
+    state = fs_health.container_state(doc)
+    failures = fs_health.container_failures("admin_bot", "c1", state)
+    assert [f["check"] for f in failures] == ["container"]
+    assert "unhealthy" in failures[0]["reason"]
+    doc["State"]["Health"]["Status"] = "healthy"
+    assert fs_health.container_failures("admin_bot", "c1", fs_health.container_state(doc)) == []

@@ -1,0 +1,82 @@
+"""The deploy lock: one holder, clear refusal, stale locks only broken on request."""
+
+import os
+import subprocess
+import sys
+import time
+
+import fs_deploy_lock as lock
+import pytest
+
+
+def holder(token, host="ctl", pid=123, since=None):
+    return lock.Holder(host=host, pid=pid, user="alice", playbook="deploy.yml",
+                       since=since or time.time(), token=token)
+
+
+def test_second_run_is_refused_with_who_and_since(tmp_path):
+    path = str(tmp_path / "deploy.lock")
+    assert lock.acquire(path, holder("a"), False, False)["changed"] is True
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with pytest.raises(lock.LockError) as err:
+        lock.acquire(path, holder("b", pid=456), False, False)
+    msg = str(err.value)
+    assert "deploy.yml by alice@ctl (pid 123) since" in msg and "stale" not in msg
+    # the same run may ask again
+    assert lock.acquire(path, holder("a"), False, False)["changed"] is False
+
+
+def test_stale_lock_is_only_broken_when_asked(tmp_path):
+    path = str(tmp_path / "deploy.lock")
+    lock.acquire(path, holder("old"), False, False)
+    with pytest.raises(lock.LockError) as err:
+        lock.acquire(path, holder("new"), True, False)
+    assert "deploy_lock_break=true" in str(err.value)
+    out = lock.acquire(path, holder("new"), True, True)
+    assert out["broke"].token == "old" and lock.read_holder(path).token == "new"
+
+
+def test_release_only_by_its_holder(tmp_path):
+    path = str(tmp_path / "deploy.lock")
+    lock.acquire(path, holder("a"), False, False)
+    with pytest.raises(lock.LockError):
+        lock.release(path, "b")
+    assert lock.release(path, "a") is True
+    assert lock.release(path, "a") is False
+
+
+def test_staleness_rules():
+    now = time.time()
+    h = holder("a", host="ctl", pid=99, since=now - 10)
+    assert lock.is_stale(h, "ctl", lambda pid: False, 0, now)
+    assert not lock.is_stale(h, "ctl", lambda pid: True, 0, now)
+    # another control node: we cannot see its processes, only the age counts
+    assert not lock.is_stale(h, "other", lambda pid: False, 0, now)
+    assert lock.is_stale(h, "other", lambda pid: True, 5, now)
+
+
+def test_pid_alive_and_playbook_pid():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert lock.pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not lock.pid_alive(child.pid)
+    # not running under ansible-playbook here
+    assert lock.playbook_pid() == 0
+
+
+def test_racing_runs_get_one_winner(tmp_path):
+    path = str(tmp_path / "deploy.lock")
+    here = os.path.dirname(lock.__file__)
+    code = (
+        f"import sys, time; sys.path.insert(0, {here!r}); import fs_deploy_lock as l\n"
+        "h = l.Holder('ctl', 1, 'u', 'deploy.yml', time.time(), sys.argv[1])\n"
+        f"try:\n    l.acquire({path!r}, h, False, False); print('won')\n"
+        "except l.LockError:\n    print('refused')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"t{i}"], stdout=subprocess.PIPE, text=True)
+             for i in range(8)]
+    outs = [p.communicate()[0].strip() for p in procs]
+    assert outs.count("won") == 1 and outs.count("refused") == 7
