@@ -99,6 +99,32 @@ class Deployment:
         )
         return runner
 
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
+            "DEPLOY_LOG_DIR": self.log_dir,
+            "PATH": os.path.dirname(PYTHON) + os.pathsep + env.get("PATH", ""),
+        })
+        return env
+
+    def popen(self, playbook: str, log_name: str, **extra) -> subprocess.Popen:
+        """Start ansible-playbook as a process of its own (to kill it, or to
+        run two at once); its output goes to <workdir>/<log_name>."""
+        varfile = os.path.join(self.workdir, f"{log_name}.vars.json")
+        with open(varfile, "w", encoding="utf-8") as fh:
+            json.dump(self.vars(**extra), fh)
+        out = open(os.path.join(self.workdir, log_name), "w", encoding="utf-8")  # noqa: SIM115
+        return subprocess.Popen(
+            [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", INVENTORY,
+             os.path.join(ROOT, "playbooks", playbook), "-e", f"@{varfile}"],
+            stdout=out, stderr=subprocess.STDOUT, env=self.env(), cwd=ROOT, start_new_session=True,
+        )
+
+    def output(self, log_name: str) -> str:
+        with open(os.path.join(self.workdir, log_name), encoding="utf-8") as fh:
+            return fh.read()
+
     # -- what is on the server ------------------------------------------
 
     def containers(self, role: str = "service", all_: bool = False) -> list[dict]:
