@@ -172,6 +172,7 @@ class Deployment:
 def failed_tasks(runner: ansible_runner.Runner) -> list[str]:
     return [
         f"{e['event_data'].get('task')}: {e['event_data'].get('res', {}).get('msg')}"
+        + (f" {e['event_data']['res']['stderr']}" if e["event_data"].get("res", {}).get("stderr") else "")
         for e in runner.events
         if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")
     ]

@@ -288,13 +288,12 @@ def test_killed_deploy_then_next_deploy_completes(served, kill_at):
     d = served
     plain_v2(d, f"2.1.{len(kill_at)}")
     new_log_name()
+    old_logs = set(d.logs())
     proc = d.popen("deploy.yml", "killed.out")
     deadline = time.monotonic() + 300
-    log_file = None
     while time.monotonic() < deadline and proc.poll() is None:
-        logs = d.logs()
-        log_file = logs[-1] if logs else None
-        if log_file and kill_at in open(log_file, encoding="utf-8").read():
+        mine = sorted(set(d.logs()) - old_logs)  # this run's log only
+        if mine and kill_at in open(mine[-1], encoding="utf-8").read():
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the deploy ended before the kill point"
