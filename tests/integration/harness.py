@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 import ansible_runner
@@ -53,6 +54,24 @@ class Deployment:
     workdir: str
     telegram_port: int
     extravars: dict = field(default_factory=dict)
+    vault_file: str | None = None
+    vault_password_file: str | None = None
+
+    def use_vault(self, secrets: dict) -> None:
+        """Keep these variables in an Ansible Vault file, as a real inventory
+        does; every run then reads them from it."""
+        self.vault_password_file = os.path.join(self.workdir, "vault-pass")
+        with open(self.vault_password_file, "w", encoding="utf-8") as fh:
+            fh.write(uuid.uuid4().hex)
+        os.chmod(self.vault_password_file, 0o600)
+        self.vault_file = os.path.join(self.workdir, "vault.yml")
+        with open(self.vault_file, "w", encoding="utf-8") as fh:
+            json.dump(secrets, fh)
+        subprocess.run(
+            [os.path.join(os.path.dirname(PYTHON), "ansible-vault"), "encrypt", self.vault_file,
+             "--vault-password-file", self.vault_password_file],
+            check=True, capture_output=True,
+        )
 
     @property
     def app_root(self) -> str:
@@ -81,8 +100,12 @@ class Deployment:
     def run(self, playbook: str, timeout: int = 900, **extra) -> ansible_runner.Runner:
         """Run playbooks/<playbook> with this deployment's variables."""
         private = tempfile.mkdtemp(prefix="runner-", dir=self.workdir)
+        cmdline = None
+        if self.vault_file:
+            cmdline = f"--vault-password-file {self.vault_password_file} -e @{self.vault_file}"
         runner = ansible_runner.run(
             private_data_dir=private,
+            cmdline=cmdline,
             playbook=os.path.join(ROOT, "playbooks", playbook),
             inventory=INVENTORY,
             extravars=self.vars(**extra),

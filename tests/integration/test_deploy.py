@@ -76,14 +76,56 @@ def wait_for(predicate, timeout=30.0, interval=0.5):
     return predicate()
 
 
+class ProcessWatch:
+    """Samples the process list of this machine (the server) during a deploy."""
+
+    def __init__(self):
+        import threading
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import subprocess
+        while not self._stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            self.seen.update(out.splitlines())
+            self._stop.wait(0.2)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
+
+
+def assert_no_secret(secrets: dict, where: str, text: str) -> None:
+    for name, value in secrets.items():
+        assert value not in text, f"secret {name} appears in {where}"
+
+
 def test_deploy_v1_noop_then_v2(deployment):
     d = deployment
     src = os.path.join(d.workdir, "src")
+    # secrets in Ansible Vault, as in a real inventory; none may leak
+    token = "100002:mst-" + uuid.uuid4().hex
+    secrets = {"app_db_password": "vault-db-" + uuid.uuid4().hex,
+               "app_service_secret_env": {"admin_bot": {"BOT_TOKEN": "100001:adm-" + uuid.uuid4().hex},
+                                          "master_bot": {"BOT_TOKEN": token}}}
+    d.use_vault(secrets)
+    flat = {"app_db_password": secrets["app_db_password"],
+            "admin token": secrets["app_service_secret_env"]["admin_bot"]["BOT_TOKEN"],
+            "master token": token}
 
     # Given v1 of the app, When it is deployed to a fresh server
     make_source(src, 1)
+    watch = ProcessWatch()
     r = d.run("deploy.yml")
+    processes = watch.stop()
     assert r.status == "successful", failed_tasks(r)
+    assert_no_secret(flat, "Ansible's output", r.stdout.read())
+    assert_no_secret(flat, "the process list", "\n".join(processes))
+    assert_no_secret(flat, "the deploy log", open(d.logs()[0], encoding="utf-8").read())
 
     # Then the bots of the new release run and beat, on schema 0001
     rel1 = d.current_release()
@@ -101,7 +143,6 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert os.stat(os.path.join(d.backup_root, "deploy", backups[0])).st_mode & 0o777 == 0o600
 
     # And the polling bot answers an update sent through the Bot API
-    token = "100002:demo-master-token"
     d.telegram("POST", f"/_control/{token}/updates", {"text": "hello", "chat_id": 42})
     sent = wait_for(lambda: d.telegram("GET", f"/_control/{token}/sent")["result"], 20)
     assert sent and "hello" in str(sent)
@@ -133,61 +174,6 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert {rel1, rel2} <= set(os.listdir(os.path.join(d.app_root, "releases")))
     from harness import docker
     assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
-
-
-def test_failing_migration_keeps_the_old_release_serving(deployment, tmp_path):
-    d = deployment
-    src = os.path.join(d.workdir, "src")
-    make_source(src, 1)
-    assert d.run("deploy.yml").status == "successful"
-    rel1 = d.current_release()
-
-    # Given a v2 whose migration fails half way (after a first statement)
-    bad = tmp_path / "bad"
-    (bad / "migrations" / "versions").mkdir(parents=True)
-    (bad / "migrations" / "versions" / "0002_broken.py").write_text(
-        '"""broken"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
-        "def upgrade():\n"
-        '    op.add_column("processed_updates", sa.Column("half", sa.Text()))\n'
-        '    op.execute("SELECT no_such_function()")\n\n\n'
-        "def downgrade():\n    pass\n"
-    )
-    make_source(src, 1, overlays=(str(bad),))
-    r = d.run("deploy.yml")
-
-    # Then the deploy fails at the migrations and the old release serves on
-    assert r.status == "failed"
-    assert any("Migrations failed" in t for t in failed_tasks(r)), failed_tasks(r)
-    assert d.current_release() == rel1
-    assert sorted(c["Names"] for c in d.containers()) == [
-        f"{d.name}_admin_bot_{rel1}", f"{d.name}_master_bot_{rel1}"]
-    assert d.psql("SELECT version_num FROM alembic_version") == "0001"
-    cols = d.psql("SELECT column_name FROM information_schema.columns WHERE table_name='processed_updates'")
-    assert "half" not in cols.split()
-    messages = log_messages(d.logs()[-1])
-    assert messages[-1] == "DEPLOYMENT FAILED"
-    assert any(m.startswith("ERROR:") and "migrations" in m.lower() for m in messages), messages
-
-
-def test_new_release_that_never_gets_ready_is_removed(deployment):
-    d = deployment
-    src = os.path.join(d.workdir, "src")
-    make_source(src, 1)
-    assert d.run("deploy.yml").status == "successful"
-    rel1 = d.current_release()
-
-    # Given a new release whose containers never pass their health check
-    make_source(src, 2)
-    r = d.run("deploy.yml", graceful_restart_ready_timeout=15,
-              graceful_restart_healthcheck={"test": ["CMD", "false"], "interval": "1s", "retries": 1})
-
-    # Then its containers are removed and the old ones serve on
-    assert r.status == "failed"
-    assert any("did not become ready" in t for t in failed_tasks(r)), failed_tasks(r)
-    assert d.current_release() == rel1
-    assert sorted(c["Names"] for c in d.containers(all_=True)) == [
-        f"{d.name}_admin_bot_{rel1}", f"{d.name}_master_bot_{rel1}"]
 
 
 def test_bad_settings_fail_before_anything_changes(deployment):
