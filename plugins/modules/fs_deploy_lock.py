@@ -118,7 +118,7 @@ def main() -> None:
         argument_spec={
             "path": {"type": "path"},
             "state": {"type": "str", "choices": ["present", "absent", "info", "whoami"], "default": "info"},
-            "token": {"type": "str"},
+            "token": {"type": "str", "no_log": False},
             "holder": {"type": "dict", "default": {}},
             "stale": {"type": "bool", "default": False},
             "break_stale": {"type": "bool", "default": False},
