@@ -128,6 +128,13 @@ class TokenState:
         }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Bursts of bots' calls wait in the kernel's queue, as on Telegram's
+    # servers, instead of being dropped (socketserver's default queue is 5).
+    request_queue_size = 1024
+
+
 class FakeTelegram:
     """State plus HTTP server.  ``start()`` runs it in a background thread."""
 
@@ -135,8 +142,7 @@ class FakeTelegram:
         self._cond = threading.Condition()
         self._tokens: dict[str, TokenState] = {}
         self._closing = False
-        self.httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------

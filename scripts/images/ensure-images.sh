@@ -7,6 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON_IMAGE="${FS_PYTHON_IMAGE:-python:3.11-slim}"
 POSTGRES_IMAGE="${FS_POSTGRES_IMAGE:-postgres:15}"
+NGINX_IMAGE="${FS_NGINX_IMAGE:-nginx:stable-bookworm}"
 OFFLINE_BASE="${FS_OFFLINE_BASE:-fs-offline/debian:bookworm}"
 PULL_TIMEOUT="${FS_PULL_TIMEOUT:-20}"
 
@@ -35,6 +36,7 @@ ensure() {  # NAME DIR
 
 ensure "$PYTHON_IMAGE" python
 ensure "$POSTGRES_IMAGE" postgres
+ensure "$NGINX_IMAGE" nginx
 for extra in ${FS_EXTRA_IMAGES:-}; do  # NAME=DIR pairs, e.g. for test targets
   ensure "${extra%%=*}" "${extra#*=}"
 done

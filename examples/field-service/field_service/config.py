@@ -28,6 +28,7 @@ class Config:
     shutdown_timeout: float
     poll_timeout: int
     webhook_secret: str
+    db_pool_size: int = 10
     version: str = __version__
 
     @property
@@ -83,4 +84,5 @@ def load_config(default_service: str, default_mode: str,
         shutdown_timeout=_number(env, "SHUTDOWN_TIMEOUT", "10", float, 0, exclusive=True),
         poll_timeout=int(_number(env, "POLL_TIMEOUT", "1", int, 0)),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
+        db_pool_size=int(_number(env, "DB_POOL_SIZE", "10", int, 1)),
     )

@@ -47,34 +47,56 @@ def is_usable(conn: psycopg.Connection) -> bool:
     return not conn.closed and not conn.broken
 
 
-class ConnectionPool:
-    """A small thread-safe LIFO pool (psycopg_pool is not a dependency)."""
+class PoolExhausted(psycopg.OperationalError):
+    """Every connection of the pool stayed in use for the whole wait."""
 
-    def __init__(self, url: str, application_name: str, max_idle: int = 4) -> None:
+
+class ConnectionPool:
+    """A small thread-safe LIFO pool (psycopg_pool is not a dependency).
+
+    At most ``max_size`` connections are open at once: a request that finds
+    them all in use waits up to ``wait`` seconds for one (then PoolExhausted,
+    a DbError), so that a burst of requests, or two releases of a service
+    side by side during a deploy, never exhaust PostgreSQL's max_connections.
+    """
+
+    def __init__(self, url: str, application_name: str, max_size: int = 10,
+                 wait: float = 5.0) -> None:
         self._url = url
         self._name = application_name
-        self._max_idle = max_idle
+        self._wait = wait
+        self._slots = threading.BoundedSemaphore(max_size)
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def get(self) -> psycopg.Connection:
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if is_usable(conn):
-                    return conn
-                conn.close()
-        return connect(self._url, self._name)
+        if not self._slots.acquire(timeout=self._wait):
+            raise PoolExhausted(f"all connections of the pool stayed busy for {self._wait:g}s")
+        try:
+            with self._lock:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if is_usable(conn):
+                        return conn
+                    conn.close()
+            return connect(self._url, self._name)
+        except BaseException:
+            self._slots.release()
+            raise
 
     def put(self, conn: psycopg.Connection) -> None:
-        usable = is_usable(conn) and (
-            conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
-        with self._lock:
-            if usable and not self._closed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
+        """Give back a connection that get() returned (exactly once)."""
+        try:
+            usable = is_usable(conn) and (
+                conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE)
+            with self._lock:
+                if usable and not self._closed:
+                    self._idle.append(conn)
+                    return
+            conn.close()
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
         with self._lock:

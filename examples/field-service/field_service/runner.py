@@ -77,6 +77,10 @@ class _HTTPServer(ThreadingHTTPServer):
     # in-flight requests (e.g. a webhook update being processed) to finish.
     daemon_threads = False
     block_on_close = True
+    # A burst of connections waits in the kernel's queue instead of being
+    # dropped (socketserver's default of 5 makes a busy moment look like a
+    # dead server to the proxy: SYNs lost, connect timeouts).
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error while handling an HTTP request from %s", client_address[0])
@@ -94,7 +98,11 @@ class BotApp:
         self.last_poll_ok: float | None = None
         self.http_up = False
         self.httpd: _HTTPServer | None = None
-        self.pool = db.ConnectionPool(cfg.database_url, f"{cfg.service_name}:webhook")
+        # Connections are kept open (a connection per request would cost
+        # PostgreSQL a new backend each) and capped, so that two releases side
+        # by side during a deploy stay well within max_connections.
+        self.pool = db.ConnectionPool(cfg.database_url, f"{cfg.service_name}:webhook",
+                                      max_size=cfg.db_pool_size)
         self.monitor = HealthMonitor(cfg, self.should_beat, cfg.bot_mode, self._fatal)
         self._watchdog: threading.Timer | None = None
         self._stop_lock = threading.Lock()

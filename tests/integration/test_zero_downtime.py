@@ -1,0 +1,91 @@
+"""Zero downtime, proven under traffic through a real deploy.
+
+Given v1 of the sample app serving (the webhook bot behind the proxy, the
+polling bot polling the stand-in Bot API), when ``playbooks/deploy.yml``
+ships v2 (a new migration, new containers) while webhook updates arrive
+through the proxy at a steady rate and updates are queued for the polling
+bot at a steady pace, then no webhook request fails, every answered update is
+stored, and the polling bot loses no update, answers none twice and never
+overlaps with its successor (no 409 Conflict).
+
+The numbers at 200 requests/s are ``bench/zero_downtime.py`` and
+``bench/polling_handoff.py``; this test runs a smaller load (not timed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+from harness import Deployment, failed_tasks, make_source
+from traffic import PollingFeed, webhook_load, webhook_outcome
+
+pytestmark = pytest.mark.integration
+
+RATE = 50  # webhook requests per second during the deploy
+
+
+@pytest.fixture(scope="module")
+def deployed_under_traffic(tmp_path_factory):
+    name = "fs_zd_" + uuid.uuid4().hex[:6]
+    work = str(tmp_path_factory.mktemp(name))
+    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
+    d = Deployment(name=name, workdir=work, telegram_port=port)
+    src = os.path.join(work, "src")
+    d.extravars.update({
+        "app_telegram_api_base": f"http://{name}_telegram:8081",
+        "code_sync_source_dir": src,
+        "code_sync_cache_dir": os.path.join(work, "cache"),
+    })
+    try:
+        make_source(src, 1)
+        first = d.run("deploy.yml")
+        assert first.rc == 0, failed_tasks(first)
+        v1 = d.current_release()
+
+        make_source(src, 2)
+        load = webhook_load(d, RATE).start()
+        feed = PollingFeed(d).start()
+        time.sleep(2)  # traffic flows before the deploy starts
+        second = d.run("deploy.yml")
+        time.sleep(2)  # and after it ended
+        samples = load.stop()
+        feed.stop()
+        assert second.rc == 0, failed_tasks(second)
+        yield {
+            "d": d, "v1": v1, "v2": d.current_release(),
+            "webhook": webhook_outcome(d, samples),
+            "polling": feed.measure(),
+        }
+    finally:
+        d.destroy()
+
+
+def test_webhook_requests_never_fail_during_a_deploy(deployed_under_traffic):
+    r = deployed_under_traffic
+    assert r["v2"] != r["v1"]
+    web = r["webhook"]
+    assert web["requests_sent"] >= RATE * 10, web  # the deploy took a while, under load all along
+    assert web["requests_failed"] == 0, web
+    assert web["answered_not_stored"] == 0, web
+    # the new release serves the webhook now, the old containers are gone
+    names = sorted(c["Names"] for c in r["d"].containers())
+    assert names == sorted(f"{r['d'].name}_{s}_{r['v2']}" for s in ("admin_bot", "master_bot"))
+
+
+def test_polling_bot_hands_over_without_overlap_or_loss(deployed_under_traffic):
+    poll = deployed_under_traffic["polling"]
+    assert poll["updates_sent"] >= 100, poll
+    assert poll["feed_errors"] == 0, poll
+    assert poll["still_queued"] == 0, poll
+    assert poll["updates_lost"] == 0, poll
+    assert poll["updates_unanswered"] == 0, poll
+    assert poll["updates_duplicated"] == 0, poll
+    assert poll["conflicts_409"] == 0, poll
+    # both releases did part of the work: the handoff happened under the feed
+    d = deployed_under_traffic["d"]
+    releases = set(d.psql("SELECT DISTINCT release FROM processed_updates WHERE service = 'master_bot' "
+                          "AND text LIKE 'feed-%'").split())
+    assert len(releases) == 2, releases

@@ -1,0 +1,117 @@
+"""Traffic during a deploy, and what its users would have noticed.
+
+* Webhook updates are POSTed through the proxy by the open-loop
+  ``load.LoadGenerator`` (the admin bot, blue/green).
+* ``PollingFeed`` queues one update at a steady pace in the stand-in Bot API
+  for the polling bot (handoff), then counts, from the bot's own table and
+  from the replies the stand-in recorded, the updates lost, the updates
+  answered twice, the 409 Conflicts and the longest pause between two
+  processed updates.
+
+Shared by ``tests/integration/test_zero_downtime.py`` and the benchmarks in
+``bench/``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+from harness import Deployment
+from load import LoadGenerator, summarize
+
+# The local inventory's bot tokens (inventory/local/group_vars/all.yml).
+ADMIN_TOKEN = "100001:demo-admin-token"
+MASTER_TOKEN = "100002:demo-master-token"
+
+
+def proxy_port(d: Deployment) -> int:
+    """The proxy's port of a demo deployment (roles/app: stand-in's port + 1)."""
+    return int(d.extravars.get("app_proxy_port", d.telegram_port + 1))
+
+
+def webhook_load(d: Deployment, rate: float, service: str = "admin_bot", **kwargs) -> LoadGenerator:
+    """An open-loop load of webhook updates on the service's public path."""
+    return LoadGenerator(url=f"http://127.0.0.1:{proxy_port(d)}/{service}/webhook", rate=rate, **kwargs)
+
+
+def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id: int = 1_000_000) -> dict:
+    """summarize() plus how many updates answered 200 are missing from the
+    service's processed_updates (an answered update must have been kept)."""
+    out = summarize(samples)
+    answered = {first_id + i for i, s in enumerate(sorted(samples, key=lambda s: s.due)) if s.ok}
+    rows = d.psql(f"SELECT update_id FROM processed_updates WHERE service = '{service}' "
+                  f"AND update_id >= {first_id}")
+    stored = {int(x) for x in rows.split()}
+    out["answered_not_stored"] = len(answered - stored)
+    return out
+
+
+class PollingFeed:
+    """Queue an update for the polling bot every ``interval`` seconds."""
+
+    def __init__(self, d: Deployment, token: str = MASTER_TOKEN, service: str = "master_bot",
+                 interval: float = 0.05):
+        self.d, self.token, self.service, self.interval = d, token, service, interval
+        self.tag = "feed-" + uuid.uuid4().hex[:6]
+        self.queued: list[tuple[int, str]] = []  # (update_id, text)
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="polling-feed", daemon=True)
+        self._conflicts_before = 0
+
+    def _stats(self) -> dict:
+        return self.d.telegram("GET", f"/_control/{self.token}/stats")["result"]
+
+    def start(self) -> PollingFeed:
+        self._conflicts_before = self._stats()["conflicts_409"]
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        n = 0
+        start = time.monotonic()
+        while not self._stop.is_set():
+            text = f"{self.tag} {n}"
+            try:
+                ids = self.d.telegram("POST", f"/_control/{self.token}/updates",
+                                      {"text": text, "chat_id": 77})
+                self.queued.append((ids["update_ids"][0], text))
+            except OSError as exc:  # the stand-in itself is never redeployed
+                self.errors.append(str(exc))
+            n += 1
+            # steady pace: the n-th update is due at start + n * interval
+            self._stop.wait(max(0.0, start + n * self.interval - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def measure(self, timeout: float = 60.0) -> dict:
+        """Wait until the bot confirmed every queued update, then count."""
+        deadline = time.monotonic() + timeout
+        while self._stats()["queued"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = self._stats()
+        sent = self.d.telegram("GET", f"/_control/{self.token}/sent")["result"]
+        replies = Counter(m["text"].split(": got ", 1)[1] for m in sent
+                          if ": got " in m.get("text", "") and self.tag in m["text"])
+        rows = self.d.psql(
+            "SELECT update_id, EXTRACT(EPOCH FROM processed_at) FROM processed_updates "
+            f"WHERE service = '{self.service}' AND text LIKE '{self.tag} %' ORDER BY processed_at")
+        processed = [(int(a), float(b)) for a, b in (line.split("|") for line in rows.splitlines() if line)]
+        ids = {update_id for update_id, _ in processed}
+        times = [t for _, t in processed]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        return {
+            "updates_sent": len(self.queued),
+            "updates_lost": sum(1 for update_id, _ in self.queued if update_id not in ids),
+            "updates_unanswered": sum(1 for _, text in self.queued if replies[text] == 0),
+            "updates_duplicated": sum(n - 1 for n in replies.values() if n > 1),
+            "conflicts_409": stats["conflicts_409"] - self._conflicts_before,
+            "max_gap_s": round(max(gaps), 3) if gaps else None,
+            "still_queued": stats["queued"],
+            "feed_errors": len(self.errors),
+        }
