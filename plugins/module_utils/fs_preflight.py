@@ -1,0 +1,425 @@
+"""Plain-Python logic of the pre-deploy checks (roles/preflight).
+
+Stdlib only, so it runs inside Ansible modules (through
+``ansible.module_utils``) and is imported directly by the unit tests:
+
+* critical TODO markers in the app's source, listed as ``file:line: text``;
+* the newest version heading of a Keep-a-Changelog ``CHANGELOG.md`` and the
+  comparison with the serving release's;
+* free disk space per filesystem, the needs of paths on the same
+  filesystem added up;
+* the migrations: one Alembic head, and ``upgrade <serving>`` then
+  ``upgrade head`` against a throwaway PostgreSQL (a temporary local cluster
+  made with initdb/pg_ctl, or a ``docker run`` of the server's image).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+# TODO(critical) / FIXME(critical), and the spelled-out form "TODO: critical".
+DEFAULT_TODO_PATTERN = r"(?i)\b(?:TODO|FIXME)(?:\(critical\)|:\s*critical\b)"
+# Files larger than this are not read for markers (data, bundles).
+MAX_SCAN_BYTES = 2 * 1024 * 1024
+
+# "## [1.2.0] - 2026-01-01", "## 1.2.0", "## [v1.2.0-rc.1]"; "## [Unreleased]" is not a version.
+_HEADING = re.compile(
+    r"^##\s+\[?v?(?P<version>\d+(?:\.\d+)*(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)\]?(?:\s|$)"
+)
+
+
+# -- TODO markers ----------------------------------------------------------
+
+
+def _is_binary(head: bytes) -> bool:
+    return b"\0" in head
+
+
+def scan_markers(root: str, files, pattern: str = DEFAULT_TODO_PATTERN,
+                 max_bytes: int = MAX_SCAN_BYTES) -> tuple[list[dict], int]:
+    """Search the given files (relative path, absolute path) for the pattern.
+
+    Returns (hits, files_scanned); each hit is {path, line, text}. Binary and
+    oversized files and symlinks are skipped."""
+    regex = re.compile(pattern)
+    hits: list[dict] = []
+    scanned = 0
+    for relpath, abspath in files:
+        if os.path.islink(abspath) or not os.path.isfile(abspath):
+            continue
+        if os.path.getsize(abspath) > max_bytes:
+            continue
+        with open(abspath, "rb") as fh:
+            data = fh.read()
+        if _is_binary(data[:8192]):
+            continue
+        scanned += 1
+        text = data.decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if regex.search(line):
+                hits.append({"path": relpath, "line": number, "text": line.strip()[:200]})
+    hits.sort(key=lambda h: (h["path"], h["line"]))
+    return hits, scanned
+
+
+def format_hits(hits: list[dict], limit: int) -> list[str]:
+    """``file:line: text`` for the first ``limit`` hits, and a count of the rest."""
+    lines = [f"{h['path']}:{h['line']}: {h['text']}" for h in hits[:limit]]
+    if len(hits) > limit:
+        lines.append(f"... and {len(hits) - limit} more")
+    return lines
+
+
+# -- CHANGELOG --------------------------------------------------------------
+
+
+def changelog_versions(text: str) -> list[str]:
+    """The version headings (``## [x.y.z]``) of a changelog, in file order."""
+    out = []
+    for line in (text or "").splitlines():
+        m = _HEADING.match(line.strip())
+        if m:
+            out.append(m.group("version"))
+    return out
+
+
+def version_key(version: str) -> tuple:
+    """Sort key of a semantic version; a pre-release sorts before its release."""
+    core = version.split("+", 1)[0]
+    release, _, pre = core.partition("-")
+    nums = tuple(int(p) for p in release.split("."))
+    nums = nums + (0,) * (4 - len(nums)) if len(nums) < 4 else nums
+    if not pre:
+        return (nums, 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (nums, 0, parts)
+
+
+def newest_version(text: str) -> str | None:
+    versions = changelog_versions(text)
+    return max(versions, key=version_key) if versions else None
+
+
+def check_changelog(new_text: str | None, serving_text: str | None) -> dict:
+    """Does the new CHANGELOG have an entry newer than the serving one?
+
+    ``new_text`` None: the new source has no CHANGELOG.md. ``serving_text``
+    None: nothing serving (first deploy) or no CHANGELOG there; then one
+    version entry is enough."""
+    result = {"ok": False, "newest": None, "serving_newest": None, "reason": ""}
+    if new_text is None:
+        result["reason"] = "the source has no CHANGELOG.md"
+        return result
+    newest = newest_version(new_text)
+    result["newest"] = newest
+    if newest is None:
+        result["reason"] = "CHANGELOG.md has no version entry (a heading like '## [1.0.0] - 2026-01-01')"
+        return result
+    serving = newest_version(serving_text) if serving_text is not None else None
+    result["serving_newest"] = serving
+    if serving is not None and version_key(newest) <= version_key(serving):
+        result["reason"] = (
+            f"CHANGELOG.md has no entry newer than {serving}, the newest entry of the serving"
+            f" release (newest in the new source: {newest})")
+        return result
+    result["ok"] = True
+    result["reason"] = (f"{newest} is newer than the serving {serving}" if serving
+                        else f"newest entry {newest}")
+    return result
+
+
+# -- free disk ---------------------------------------------------------------
+
+
+def nearest_existing(path: str) -> str:
+    """The path itself, or its closest existing parent (a first deploy has
+    no app_root yet; it will be created on that parent's filesystem)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_disk(needs: list[dict], statvfs=os.statvfs, stat=os.stat) -> dict:
+    """Group the needs ({name, path, need_mb}) by filesystem, add them up and
+    compare each sum with the free space there (for unprivileged users)."""
+    groups: dict = {}
+    for need in needs:
+        existing = nearest_existing(need["path"])
+        dev = stat(existing).st_dev
+        vfs = statvfs(existing)
+        group = groups.setdefault(dev, {
+            "path": existing,
+            "free_mb": vfs.f_bavail * vfs.f_frsize // (1024 * 1024),
+            "size_mb": vfs.f_blocks * vfs.f_frsize // (1024 * 1024),
+            "need_mb": 0,
+            "holds": [],
+        })
+        group["need_mb"] += int(need["need_mb"])
+        group["holds"].append(f"{need['name']} {need['path']} ({int(need['need_mb'])} MB)")
+    filesystems = []
+    short = []
+    for group in groups.values():
+        group["ok"] = group["free_mb"] >= group["need_mb"]
+        filesystems.append(group)
+        if not group["ok"]:
+            short.append(
+                f"the filesystem of {group['path']} has {group['free_mb']} MB free, needs"
+                f" {group['need_mb']} MB for {', '.join(group['holds'])}")
+    summary = "; ".join(
+        f"{g['path']}: {g['free_mb']} MB free, {g['need_mb']} MB needed" for g in filesystems)
+    return {"ok": not short, "filesystems": filesystems, "short": short, "summary": summary}
+
+
+# -- migrations ----------------------------------------------------------------
+
+
+def parse_heads(output: str) -> list[str]:
+    """Revision ids from the output of ``alembic heads``."""
+    heads = []
+    for line in output.splitlines():
+        line = line.strip()
+        if "(head)" in line or "(effective head)" in line:
+            heads.append(line.split()[0])
+    return heads
+
+
+def _tail(text: str, count: int = 15) -> list[str]:
+    return [line for line in (text or "").splitlines() if line.strip()][-count:]
+
+
+class CheckError(Exception):
+    """A throwaway database could not be set up, with the reason."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_pg_bin(dirs=None) -> str | None:
+    """A directory holding initdb and pg_ctl: PATH first, then the Debian
+    layout /usr/lib/postgresql/<version>/bin (newest), then others given."""
+    candidates = []
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(os.path.dirname(os.path.realpath(initdb)))
+    found = glob.glob("/usr/lib/postgresql/*/bin")
+
+    def _ver(path: str) -> tuple:
+        name = os.path.basename(os.path.dirname(path))
+        return tuple(int(p) for p in name.split(".") if p.isdigit())
+
+    candidates += sorted(found, key=_ver, reverse=True)
+    candidates += list(dirs or [])
+    for cand in candidates:
+        if all(os.access(os.path.join(cand, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
+            return cand
+    return None
+
+
+class LocalPostgres:
+    """A temporary cluster: initdb + pg_ctl on 127.0.0.1 and a free port,
+    trust authentication, removed on stop. PostgreSQL refuses to run as root:
+    as root the cluster runs as the ``postgres`` user."""
+
+    name = "local"
+
+    def __init__(self, bindir: str, timeout: int = 120):
+        self.bindir = bindir
+        self.timeout = timeout
+        self.workdir = None
+        self.port = None
+        self._user = None
+
+    @staticmethod
+    def usable(bindir: str | None) -> bool:
+        if not bindir:
+            return False
+        if os.geteuid() != 0:
+            return True
+        import pwd
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return False
+        return True
+
+    def _run(self, args, **kwargs):
+        extra = {}
+        if self._user is not None:
+            extra = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+        return subprocess.run(args, capture_output=True, text=True, timeout=self.timeout,
+                              cwd=self.workdir, **extra, **kwargs)
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            import pwd
+            self._user = pwd.getpwnam("postgres")
+        self.workdir = tempfile.mkdtemp(prefix="fs_preflight_pg_")
+        if self._user is not None:
+            os.chown(self.workdir, self._user.pw_uid, self._user.pw_gid)
+        data = os.path.join(self.workdir, "data")
+        out = self._run([os.path.join(self.bindir, "initdb"), "-D", data, "-A", "trust",
+                         "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        if out.returncode != 0:
+            raise CheckError(f"initdb failed: {' | '.join(_tail(out.stderr + out.stdout, 5))}")
+        self.port = _free_port()
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} -c fsync=off"
+        out = self._run([os.path.join(self.bindir, "pg_ctl"), "-D", data, "-o", opts, "-w",
+                         "-t", str(min(self.timeout, 60)), "-l", os.path.join(self.workdir, "log"),
+                         "start"])
+        if out.returncode != 0:
+            log = ""
+            try:
+                with open(os.path.join(self.workdir, "log"), encoding="utf-8", errors="replace") as fh:
+                    log = fh.read()
+            except OSError:
+                pass
+            raise CheckError(f"pg_ctl start failed: {' | '.join(_tail(out.stderr + log, 5))}")
+
+    def create_db(self, name: str) -> str:
+        out = self._run([os.path.join(self.bindir, "createdb"), "-h", "127.0.0.1",
+                         "-p", str(self.port), "-U", "postgres", name])
+        if out.returncode != 0:
+            raise CheckError(f"createdb failed: {' | '.join(_tail(out.stderr, 3))}")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if not self.workdir:
+            return
+        data = os.path.join(self.workdir, "data")
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            try:
+                self._run([os.path.join(self.bindir, "pg_ctl"), "-D", data, "-m", "immediate",
+                           "-w", "stop"])
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None
+
+
+class DockerPostgres:
+    """A throwaway container of the server's PostgreSQL image, published on
+    127.0.0.1 only, trust authentication, removed (with its volume) on stop."""
+
+    name = "docker"
+
+    def __init__(self, image: str, name_prefix: str = "fs", timeout: int = 120, docker: str = "docker"):
+        self.image = image
+        self.container = f"{name_prefix}_preflight_{uuid.uuid4().hex[:8]}"
+        self.timeout = timeout
+        self.docker = docker
+        self.port = None
+        self._started = False
+
+    @staticmethod
+    def usable(docker: str = "docker") -> bool:
+        if not shutil.which(docker):
+            return False
+        try:
+            out = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return out.returncode == 0
+
+    def _run(self, *args, timeout=None):
+        return subprocess.run([self.docker, *args], capture_output=True, text=True,
+                              timeout=timeout or self.timeout)
+
+    def start(self) -> None:
+        out = self._run("run", "-d", "--name", self.container, "--label", "fs.role=preflight",
+                        "-e", "POSTGRES_HOST_AUTH_METHOD=trust", "-e", "POSTGRES_PASSWORD=preflight",
+                        "-p", "127.0.0.1::5432", "--tmpfs", "/var/lib/postgresql/data", self.image)
+        if out.returncode != 0:
+            raise CheckError(f"docker run {self.image} failed: {' | '.join(_tail(out.stderr, 3))}")
+        self._started = True
+        out = self._run("port", self.container, "5432/tcp")
+        try:
+            self.port = int(out.stdout.strip().splitlines()[0].rsplit(":", 1)[1])
+        except (IndexError, ValueError) as err:
+            raise CheckError(f"no published port for {self.container}: {out.stderr.strip()}") from err
+        deadline = time.monotonic() + self.timeout
+        while True:
+            # TCP inside the container: the image's init server listens on the socket only.
+            ready = self._run("exec", self.container, "pg_isready", "-h", "127.0.0.1", "-U", "postgres",
+                              timeout=20)
+            if ready.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise CheckError(f"{self.image} did not become ready in {self.timeout}s")
+            time.sleep(0.5)
+
+    def create_db(self, name: str) -> str:
+        out = self._run("exec", self.container, "createdb", "-h", "127.0.0.1", "-U", "postgres", name)
+        if out.returncode != 0:
+            raise CheckError(f"createdb failed: {' | '.join(_tail(out.stderr, 3))}")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self._started:
+            self._run("rm", "-f", "-v", self.container, timeout=60)
+            self._started = False
+
+
+def pick_backend(backend: str, image: str, name_prefix: str, timeout: int, pg_bin_dirs=None):
+    """(database or None, why) for backend auto/local/docker/none."""
+    if backend == "none":
+        return None, "preflight_migrations_database is none"
+    if backend in ("auto", "local"):
+        bindir = find_pg_bin(pg_bin_dirs)
+        if LocalPostgres.usable(bindir):
+            return LocalPostgres(bindir, timeout), ""
+        if backend == "local":
+            return None, "no usable PostgreSQL server binaries (initdb, pg_ctl) on the control node"
+    if backend in ("auto", "docker") and DockerPostgres.usable():
+        return DockerPostgres(image, name_prefix, timeout), ""
+    return None, ("no PostgreSQL server binaries (initdb, pg_ctl) and no Docker engine answering"
+                  " on the control node")
+
+
+def run_alembic(command, args, cwd, env, timeout):
+    try:
+        out = subprocess.run(list(command) + list(args), cwd=cwd, env=env, capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout}s"
+    except OSError as err:
+        return 127, str(err)
+    return out.returncode, (out.stdout or "") + (out.stderr or "")
+
+
+def check_upgrade(database, command, from_revisions, cwd, timeout, env=None,
+                  url_var="DATABASE_URL") -> dict:
+    """On a fresh database per starting revision: upgrade to it, then to head."""
+    steps = []
+    base_env = dict(os.environ if env is None else env)
+    starts = list(dict.fromkeys(r or "" for r in (from_revisions or [""])))
+    for index, start in enumerate(starts):
+        url = database.create_db(f"preflight_{index}")
+        run_env = dict(base_env, **{url_var: url})
+        plan = ([start] if start else []) + ["head"]
+        for target in plan:
+            rc, output = run_alembic(command, ["upgrade", target], cwd, run_env, timeout)
+            step = {"from": start or "base", "target": target, "rc": rc, "output": _tail(output)}
+            steps.append(step)
+            if rc != 0:
+                what = (f"building the serving revision {start}" if target == start and start
+                        else f"upgrading {'from ' + start if start else 'an empty database'} to head")
+                return {"ok": False, "steps": steps,
+                        "reason": f"{what} failed (exit {rc}): {' | '.join(step['output'][-5:])}"}
+    return {"ok": True, "steps": steps,
+            "reason": "upgrade " + ", ".join(f"{s or 'base'} -> head" for s in starts) + " works"}

@@ -1,0 +1,171 @@
+"""The pre-deploy checks through the real deploy playbook.
+
+Given v1 of the sample app serving, when the next deploy's source (or the
+server) fails one of the seed's checklist items, then the deploy stops on
+the control node with a message that names the check and the switch that
+skips it, and nothing on the server changed: the same release serves, with
+the same containers, no new release directory, no new backup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from harness import Deployment, failed_tasks, make_source
+
+pytestmark = pytest.mark.integration
+
+SECOND_HEAD = '''"""a second head, forked from 0001 beside 0002
+
+Revision ID: 0002b
+Revises: 0001
+"""
+revision = "0002b"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
+'''
+FAILING_UPGRADE = '''"""v3 that cannot upgrade
+
+Revision ID: 0003
+Revises: 0002
+"""
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("ALTER TABLE no_such_table ADD COLUMN x int")
+
+
+def downgrade():
+    pass
+'''
+V3_ENTRY = "## [3.0.0] - 2026-03-01\n\n### Changed\n- Something.\n\n"
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory):
+    name = "fs_pf_" + uuid.uuid4().hex[:6]
+    work = str(tmp_path_factory.mktemp(name))
+    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
+    d = Deployment(name=name, workdir=work, telegram_port=port)
+    d.extravars.update({
+        "app_telegram_api_base": f"http://{name}_telegram:8081",
+        "code_sync_source_dir": os.path.join(work, "src"),
+        "code_sync_cache_dir": os.path.join(work, "cache"),
+    })
+    try:
+        make_source(os.path.join(work, "src"), 2)
+        r = d.run("deploy.yml")
+        assert r.rc == 0, failed_tasks(r)
+        yield d
+    finally:
+        d.destroy()
+
+
+def server_state(d: Deployment) -> tuple:
+    backups = []
+    for folder, _, files in os.walk(d.backup_root):
+        backups += [os.path.join(folder, f) for f in files]
+    return (d.current_release(), sorted(os.listdir(os.path.join(d.app_root, "releases"))),
+            sorted(c["Names"] for c in d.containers(all_=True)), sorted(backups),
+            d.psql("SELECT version_num FROM alembic_version"))
+
+
+def source(d: Deployment, files: dict, changelog_entry: str | None = V3_ENTRY) -> str:
+    """v2 of the sample app plus files, with a CHANGELOG entry for 3.0.0 unless None."""
+    src = os.path.join(d.workdir, "src")
+    make_source(src, 2)
+    for rel, text in files.items():
+        path = os.path.join(src, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    if changelog_entry:
+        path = os.path.join(src, "CHANGELOG.md")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        head, sep, rest = text.partition("## [")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(head + changelog_entry + sep + rest)
+    return src
+
+
+def refused(d: Deployment, check: str, switch: str, **extra) -> str:
+    """Run the deploy; it must fail on `check`, naming `switch`; return the message."""
+    before = server_state(d)
+    r = d.run("deploy.yml", **extra)
+    assert r.status == "failed"
+    msgs = failed_tasks(r)
+    hit = [m for m in msgs if f"Pre-deploy check '{check}' failed" in m]
+    assert hit, msgs
+    assert switch in hit[0], hit[0]
+    assert "Nothing on the server was changed" in hit[0] or "nothing on the server was changed" in hit[0]
+    assert server_state(d) == before
+    return hit[0]
+
+
+def test_critical_todo_marker_is_listed_with_file_and_line(serving):
+    source(serving, {"field_service/billing.py": "x = 1\n\n# TODO(critical): charge the card twice?\n"})
+    msg = refused(serving, "TODO markers", "-e preflight_check_todo=false")
+    assert "field_service/billing.py:3" in msg
+
+
+def test_changelog_without_a_new_entry(serving):
+    source(serving, {"field_service/VERSION": "2.0.1\n"}, changelog_entry=None)
+    msg = refused(serving, "CHANGELOG", "-e preflight_check_changelog=false")
+    assert "2.0.0" in msg
+
+
+def test_two_alembic_heads(serving):
+    source(serving, {"migrations/versions/0002b_fork.py": SECOND_HEAD})
+    msg = refused(serving, "migrations", "-e preflight_check_migrations=false")
+    assert "0002b" in msg and "0002" in msg
+
+
+def test_a_migration_that_cannot_upgrade_is_caught_before_the_server(serving):
+    source(serving, {"migrations/versions/0003_broken.py": FAILING_UPGRADE})
+    msg = refused(serving, "migrations", "-e preflight_check_migrations=false")
+    assert "no_such_table" in msg
+
+
+def test_not_enough_disk(serving):
+    source(serving, {})
+    msg = refused(serving, "disk", "-e preflight_check_disk=false", preflight_min_free_docker_mb=10**9)
+    assert "Docker data" in msg
+
+
+def test_unreachable_server(serving):
+    source(serving, {})
+    before = server_state(serving)
+    r = serving.run("deploy.yml", ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=1)
+    assert r.status == "failed"
+    msgs = failed_tasks(r)
+    assert any("Pre-deploy check 'reachable' failed" in m for m in msgs), msgs
+    assert server_state(serving) == before
+
+
+def test_a_source_that_passes_every_check_deploys(serving):
+    source(serving, {})
+    r = serving.run("deploy.yml")
+    assert r.rc == 0, failed_tasks(r)
+    with open(serving.logs()[-1], encoding="utf-8") as fh:
+        log = fh.read()
+    assert "Pre-deploy checks: TODO markers, CHANGELOG, disk, migrations: PASSED" in log
+    shutil.rmtree(os.path.join(serving.workdir, "src"))
