@@ -135,15 +135,21 @@ def _proc_cmdline(pid: int) -> str:
 
 def playbook_pid(start: int | None = None) -> int:
     """The pid of the ansible-playbook process this module runs under (on the
-    control node), found by walking up the process tree; 0 if none."""
+    control node), found by walking up the process tree; 0 if none.
+
+    The OUTERMOST match: Ansible's worker processes are forks of
+    ansible-playbook with the same command line, and they end with the task;
+    the run is alive as long as the main process is.
+    """
     pid = start or os.getpid()
+    found = 0
     seen = 0
     while pid > 1 and seen < 64:
         try:
             if "ansible-playbook" in _proc_cmdline(pid):
-                return pid
+                found = pid
             pid = _proc_parent(pid)
         except (OSError, ValueError, IndexError):
-            return 0
+            break
         seen += 1
-    return 0
+    return found

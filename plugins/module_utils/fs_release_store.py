@@ -98,11 +98,20 @@ def ordered(releases: list[Release]) -> list[Release]:
     )
 
 
+def failed_health(release: Release) -> bool:
+    """The release's deploy failed its health check (and was rolled back
+    automatically): its record's ``health`` is a reason, not PASSED."""
+    health = release.record.get("health")
+    return bool(health) and health != "PASSED"
+
+
 def previous_id(root: str, releases: list[Release] | None = None) -> str | None:
-    """The most recently activated release other than the current one."""
+    """The most recently activated release other than the current one whose
+    deploy did not fail its health check (a broken release is not where a
+    rollback should go by default; it can still be named explicitly)."""
     cur = current_id(root)
     for rel in ordered(releases if releases is not None else list_releases(root)):
-        if rel.id != cur and rel.activated_at:
+        if rel.id != cur and rel.activated_at and not failed_health(rel):
             return rel.id
     return None
 

@@ -178,7 +178,9 @@ class Deployment:
             return json.loads(resp.read() or b"null")
 
     def destroy(self) -> None:
-        """Remove every container, network, volume, image and directory of this app."""
+        """Remove every container, network, volume, image, directory and cron
+        entry of this app."""
+        remove_cron_entries(self.name)
         ids = docker("ps", "-aq", "--filter", f"label=fs.app={self.name}", check=False).split()
         ids += docker("ps", "-aq", "--filter", f"name=^{self.name}_", check=False).split()
         if ids:
@@ -190,6 +192,29 @@ class Deployment:
         if mine:
             docker("rmi", "-f", *mine, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def crontab() -> str:
+    """root's crontab on this machine (the server), empty when there is none."""
+    out = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def remove_cron_entries(app: str) -> None:
+    """Remove the cron entries the backup role wrote for this app."""
+    lines = crontab().splitlines()
+    keep, skip = [], False
+    for line in lines:
+        if skip:
+            skip = False
+            continue
+        if line.startswith(f"#Ansible: {app} backup "):
+            skip = True
+            continue
+        keep.append(line)
+    if keep != lines:
+        subprocess.run(["crontab", "-"], input="\n".join(keep) + ("\n" if keep else ""), text=True,
+                       check=False)
 
 
 def failed_tasks(runner: ansible_runner.Runner) -> list[str]:
@@ -207,3 +232,13 @@ def changed_tasks(runner: ansible_runner.Runner) -> list[str]:
         for e in runner.events
         if e.get("event") == "runner_on_ok" and e["event_data"].get("res", {}).get("changed")
     ]
+
+
+def ran_tasks(runner: ansible_runner.Runner) -> list[str]:
+    """Names of the tasks that ran (ok or changed) on some host."""
+    return [
+        e["event_data"].get("task")
+        for e in runner.events
+        if e.get("event") == "runner_on_ok"
+    ]
+

@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from harness import Deployment, changed_tasks, failed_tasks, make_source
+from harness import Deployment, changed_tasks, crontab, failed_tasks, make_source, ran_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -153,17 +153,33 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert r.status == "successful", failed_tasks(r)
     # Then nothing changes on the server: no backup, no build, no restart
     assert changed_tasks(r) == []
+    # and the provisioning, unchanged since the first deploy, is not redone
+    assert "Run the database container" not in ran_tasks(r)
     assert d.current_release() == rel1
     assert len([f for f in os.listdir(os.path.join(d.backup_root, "deploy")) if f.endswith(".gz")]) == 1
     noop_log = log_messages(d.logs()[-1])
     assert noop_log[0] == "START DEPLOYMENT" and noop_log[-1] == "DEPLOYMENT SUCCESS"
     assert "Health check: PASSED" in noop_log and not any(m.startswith("Creating backup") for m in noop_log)
 
+    # When a setting of the provisioning changes (the daily backup's hour),
+    # the same code deployed again applies it, and only it
+    time.sleep(1.1)
+    r = d.run("deploy.yml", backup_daily_hour="3")
+    assert r.status == "successful", failed_tasks(r)
+    assert changed_tasks(r) == ["Schedule the backups", "Write the provisioning stamp"], changed_tasks(r)
+    assert crontab().splitlines()[crontab().splitlines().index(f"#Ansible: {d.name} backup daily") + 1] \
+        .startswith("0 3 * * * ")
+
     # When v2 (a new migration) is deployed
     time.sleep(1.1)
     make_source(src, 2)
+    watch = ProcessWatch()
     r = d.run("deploy.yml")
+    processes = watch.stop()
     assert r.status == "successful", failed_tasks(r)
+    assert_no_secret(flat, "Ansible's output", r.stdout.read())
+    assert_no_secret(flat, "the process list", "\n".join(processes))
+    assert_no_secret(flat, "the deploy log", open(d.logs()[-1], encoding="utf-8").read())
     rel2 = d.current_release()
     assert rel2 and rel2 != rel1
     names = sorted(c["Names"] for c in d.containers())

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 from harness import ROOT, Deployment, failed_tasks, make_source
+from traffic import webhook_load, webhook_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -116,18 +117,32 @@ def served(tmp_path_factory):
         "code_sync_cache_dir": os.path.join(work, "cache"),
         "health_check_timeout": 20,
         "graceful_restart_ready_timeout": 40,
+        # The faults below are those that get past the control node's
+        # pre-deploy checks (a migration that only fails on the server's
+        # data, a crash that only happens there, ...): the checks that would
+        # stop them earlier, or that a 24 MB backup disk fails on purpose,
+        # are skipped here, as a user can (tests/integration/test_preflight.py
+        # covers them).
+        "preflight_check_migrations": False,
+        "preflight_check_changelog": False,
+        "preflight_check_disk": False,
+        # few releases kept, so that the deploys below prune some (and
+        # their pre-deploy backups: see the last test)
+        "code_sync_keep_releases": 2,
     })
     os.makedirs(d.backup_root, mode=0o700)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", d.backup_root],
                              capture_output=True).returncode == 0
-    make_source(os.path.join(work, "src"), 2)
-    r = d.run("deploy.yml")
-    assert r.status == "successful", failed_tasks(r)
     d.mounted = mounted
-    yield d
-    if mounted:
-        subprocess.run(["umount", "-l", d.backup_root], check=False)
-    d.destroy()
+    try:
+        make_source(os.path.join(work, "src"), 2)
+        r = d.run("deploy.yml")
+        assert r.status == "successful", failed_tasks(r)
+        yield d
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", d.backup_root], check=False)
+        d.destroy()
 
 
 def serving(d: Deployment) -> list[str]:
@@ -149,6 +164,11 @@ def assert_serves(d: Deployment, release: str) -> None:
         pytest.fail(f"no answer to {text} from release {release}")
     rows = d.psql(f"SELECT release FROM processed_updates WHERE text = '{text}'").split()
     assert rows == [release]
+    # no committed row lost: every row seen by an earlier check is still
+    # there, and this check's own update is one more
+    count = committed_rows(d)
+    assert count >= getattr(d, "rows_seen", 0) + 1, (count, getattr(d, "rows_seen", 0))
+    d.rows_seen = count
 
 
 def committed_rows(d: Deployment) -> int:
@@ -217,10 +237,16 @@ def test_new_container_that_never_gets_ready(served):
     rel = d.current_release()
     plain_v2(d, "2.0.1")
     new_log_name()
+    load = webhook_load(d, 50, first_update_id=5_000_000).start()
     r = d.run("deploy.yml", graceful_restart_ready_timeout=10,
               graceful_restart_healthcheck={"test": ["CMD", "false"], "interval": "1s", "retries": 1})
+    time.sleep(1)
+    web = webhook_outcome(d, load.stop(), first_id=5_000_000)
     assert r.status == "failed"
     assert any("did not become ready" in t for t in failed_tasks(r)), failed_tasks(r)
+    # under load all along, not one webhook request failed, none was lost
+    assert web["requests_sent"] >= 250 and web["requests_failed"] == 0, web
+    assert web["answered_not_stored"] == 0, web
     assert sorted(c["Names"] for c in d.containers(all_=True)) == [
         f"{d.name}_admin_bot_{rel}", f"{d.name}_master_bot_{rel}"]
     assert_serves(d, rel)
@@ -237,6 +263,7 @@ def test_two_deploys_at_once_one_is_refused(served):
     assert first.wait(timeout=600) == 0, d.output("first.out")[-3000:]
     refused = d.output("second.out")
     assert "Another run holds the deploy lock: deploy.yml by" in refused and "since" in refused
+    assert "stale" not in refused  # the holder runs: it must not be offered for breaking
     assert d.current_release() and len(serving(d)) == 2
     assert_serves(d, d.current_release())
 
@@ -331,3 +358,26 @@ def test_crash_at_start_after_a_migration_keeps_the_old_release(served, tmp_path
     assert d.psql("SELECT version_num FROM alembic_version") == "0003"  # additive: old code runs on it
     assert_serves(d, rel)
     assert committed_rows(d) >= before + 1
+
+
+def test_pre_deploy_backups_are_kept_with_their_releases(served):
+    """After the deploys above pruned releases, the pre-deploy backups left are
+    those the kept releases were deployed after, and the newest one."""
+    import json
+    d = served
+    releases = os.listdir(os.path.join(d.app_root, "releases"))
+    assert 1 <= len(releases) <= 2
+    wanted = set()
+    for rel in releases:
+        with open(os.path.join(d.app_root, "releases", rel, "RELEASE.json"), encoding="utf-8") as fh:
+            backup = json.load(fh).get("backup")
+        if backup:
+            wanted.add(backup)
+    folder = os.path.join(d.backup_root, "deploy")
+    backups = sorted(f for f in os.listdir(folder) if f.startswith("backup_") and not f.endswith(".sha256"))
+    assert wanted <= set(backups)
+    assert set(backups) <= wanted | {backups[-1]}, (backups, wanted)
+    for name in backups:  # each with its checksum, and no orphan checksum
+        assert os.path.exists(os.path.join(folder, name + ".sha256"))
+    assert {f[:-7] for f in os.listdir(folder) if f.endswith(".sha256")} == set(backups)
+

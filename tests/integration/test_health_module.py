@@ -238,7 +238,8 @@ def test_database_without_heartbeat_table(tmp_path, pg, service, run_sql):
 
 def test_retries_until_the_heartbeat_arrives(tmp_path, pg, service, beat):
     c = service()
-    timer = threading.Timer(3.0, beat, args=(pg, "it_late", "r2"))
+    # late enough that the module, however slow to start, has to wait for it
+    timer = threading.Timer(6.0, beat, args=(pg, "it_late", "r2"))
     timer.start()
     try:
         start = time.monotonic()

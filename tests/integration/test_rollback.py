@@ -35,17 +35,19 @@ def v1_then_v2(tmp_path_factory):
         "code_sync_cache_dir": os.path.join(work, "cache"),
     })
     src = os.path.join(work, "src")
-    make_source(src, 1)
-    r = d.run("deploy.yml")
-    assert r.status == "successful", failed_tasks(r)
-    d.rel1 = d.current_release()
-    time.sleep(1.1)
-    make_source(src, 2)
-    r = d.run("deploy.yml")
-    assert r.status == "successful", failed_tasks(r)
-    d.rel2 = d.current_release()
-    yield d
-    d.destroy()
+    try:
+        make_source(src, 1)
+        r = d.run("deploy.yml")
+        assert r.status == "successful", failed_tasks(r)
+        d.rel1 = d.current_release()
+        time.sleep(1.1)
+        make_source(src, 2)
+        r = d.run("deploy.yml")
+        assert r.status == "successful", failed_tasks(r)
+        d.rel2 = d.current_release()
+        yield d
+    finally:
+        d.destroy()
 
 
 def messages(path):

@@ -67,6 +67,25 @@ def test_pid_alive_and_playbook_pid():
     assert lock.playbook_pid() == 0
 
 
+def test_playbook_pid_is_the_main_process_not_a_worker(tmp_path):
+    """ansible-playbook -> worker (a fork, same command line) -> module: the
+    lock must name the main process, which lives as long as the run."""
+    script = tmp_path / "ansible-playbook"
+    here = os.path.dirname(lock.__file__)
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {here!r})\n"
+        "import fs_deploy_lock as l\n"
+        "if len(sys.argv) > 1:  # the 'worker': same command line, one level down\n"
+        "    print(os.getppid(), l.playbook_pid())\n"
+        "else:\n"
+        "    import subprocess\n"
+        "    subprocess.run([sys.executable, sys.argv[0], 'worker'], check=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    main_pid, found = out.stdout.split()
+    assert found == main_pid
+
+
 def test_racing_runs_get_one_winner(tmp_path):
     path = str(tmp_path / "deploy.lock")
     here = os.path.dirname(lock.__file__)

@@ -43,6 +43,26 @@ def test_current_and_previous_come_from_link_and_records_not_mtime(tmp_path):
     assert [r["id"] for r in info["releases"]] == ["ccc", "bbb", "aaa"]
 
 
+def test_a_rolled_back_release_is_never_the_previous_one(tmp_path):
+    """After an automatic rollback (v3 failed its health check, v2 serves
+    again), rollback.yml's default target is v1, not the broken v3."""
+    root = str(tmp_path)
+    make_release(root, "v1", activated_at="2025-03-01T00:00:00Z")
+    make_release(root, "v2", activated_at="2025-03-02T00:00:00Z")
+    make_release(root, "v3", activated_at="2025-03-03T00:00:00Z")
+    for rid, data in (("v3", {"outcome": "rolled_back", "health": "admin_bot: heartbeat stale"}),
+                      ("v1", {"outcome": "success", "health": "PASSED"})):
+        store.write_record(root, rid, store.merged_record(root, rid, data)[1])
+    set_current(root, "v2")
+    assert store.previous_id(root) == "v1"
+    # and it is the first to go when releases are pruned
+    assert store.plan_prune(root, 2) == ["v3"]
+    # a release taken back by rollback.yml (healthy, just not wanted now) is
+    # still where a plain rollback goes
+    store.write_record(root, "v1", store.merged_record(root, "v1", {"outcome": "rolled_back"})[1])
+    assert store.previous_id(root) == "v1"
+
+
 def test_incomplete_and_hidden_directories_are_not_releases(tmp_path):
     root = str(tmp_path)
     make_release(root, "good", activated_at="2025-01-01T00:00:00Z")

@@ -58,3 +58,18 @@ def test_pre_deploy_backups_are_private(host):
         f = host.file(f"{BACKUPS}/deploy/{name}")
         assert f.mode == 0o600 and f.size > 0
         assert host.file(f"{BACKUPS}/deploy/{name}.sha256").exists
+
+
+def test_backups_are_scheduled_as_the_seed_says(host):
+    crontab = host.check_output("crontab -l").splitlines()
+    schedules = {}
+    for i, line in enumerate(crontab):
+        if line.startswith(f"#Ansible: {APP} backup "):
+            schedules[line.rsplit(" ", 1)[1]] = crontab[i + 1]
+    assert schedules["daily"].startswith("0 2 * * * ") and schedules["daily"].endswith(" daily")
+    assert schedules["weekly"].startswith("0 3 * * 0 ") and schedules["weekly"].endswith(" weekly")
+    assert schedules["monthly"].startswith("0 4 1 * * ") and schedules["monthly"].endswith(" monthly")
+    assert " verify " in schedules["verify"]
+    # the program's configuration, which may hold secrets, is root's alone
+    config = host.file(f"{ROOT}/backup/config.json")
+    assert config.user == "root" and config.mode == 0o600
