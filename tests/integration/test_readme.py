@@ -1,0 +1,94 @@
+"""The README's commands, run as a new user runs them on this machine.
+
+README command 1 (`scripts/deploy-local`) deploys the sample app through the
+default inventory into /opt/field-service, with the app's own tests first;
+then the commands the README says to try afterwards. Everything it created is
+removed at the end. It does not run where a demo deployment already lives
+(it would be replaced), and says so.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from harness import ROOT, docker, remove_cron_entries
+
+pytestmark = pytest.mark.integration
+
+APP = "field_service"  # the default inventory's app (inventory/local/group_vars/all.yml)
+APP_ROOT, BACKUP_ROOT = "/opt/field-service", "/opt/backups"
+ANSIBLE_PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+
+
+def run(*argv: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def remove_demo() -> None:
+    ids = docker("ps", "-aq", "--filter", f"label=fs.app={APP}", check=False).split()
+    ids += docker("ps", "-aq", "--filter", f"name=^{APP}_", check=False).split()
+    if ids:
+        docker("rm", "-f", "-v", *sorted(set(ids)), check=False)
+    docker("network", "rm", f"{APP}_net", check=False)
+    docker("volume", "rm", "-f", f"{APP}_pgdata", check=False)
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).split()
+    mine = [i for i in images if i.split(":")[0] in (APP, f"{APP}_telegram")]
+    if mine:
+        docker("rmi", "-f", *mine, check=False)
+    remove_cron_entries(APP)
+    for path in (APP_ROOT, BACKUP_ROOT):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_machine():
+    if os.path.exists(APP_ROOT) or docker("ps", "-aq", "--filter", f"name=^{APP}_", check=False):
+        pytest.skip(f"a demo deployment already lives here ({APP_ROOT}, {APP}_* containers): "
+                    "README command 1 would replace it")
+    logs_before = set(glob.glob(os.path.join(ROOT, "deployment_logs", "*.log")))
+    try:
+        yield logs_before
+    finally:
+        remove_demo()
+        for path in set(glob.glob(os.path.join(ROOT, "deployment_logs", "*.log"))) - logs_before:
+            os.unlink(path)
+
+
+def test_readme_quick_start_deploys_and_a_second_run_changes_nothing(fresh_machine):
+    # README command 1
+    first = run("scripts/deploy-local")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert "Tests passed:" in first.stdout  # the app's tests ran first (skip_tests=false)
+
+    # "docker ps: field_service_admin_bot_<release>, ..._master_bot_<release>, _db, _proxy"
+    release = os.path.basename(os.readlink(os.path.join(APP_ROOT, "current")))
+    names = set(docker("ps", "--format", "{{.Names}}").split())
+    assert {f"{APP}_admin_bot_{release}", f"{APP}_master_bot_{release}", f"{APP}_db",
+            f"{APP}_proxy"} <= names
+
+    # "cat deployment_logs/deploy_*.log: line for line as the old script wrote it"
+    new_logs = sorted(set(glob.glob(os.path.join(ROOT, "deployment_logs", "deploy_*.log"))) - fresh_machine)
+    assert len(new_logs) == 1
+    with open(new_logs[0], encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    messages = [re.sub(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ", "", line) for line in lines]
+    assert messages[0] == "START DEPLOYMENT" and messages[-1] == "DEPLOYMENT SUCCESS"
+    assert "Health check: PASSED" in messages
+
+    # ".venv/bin/ansible-playbook playbooks/deploy.yml: again, No new release, nothing changes"
+    again = run(ANSIBLE_PLAYBOOK, "playbooks/deploy.yml")
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert f"No new release: {release} is already serving" in again.stdout
+    assert re.search(r"localhost\s*: ok=\d+\s+changed=0 ", again.stdout), again.stdout[-1500:]
+
+    # the runbook's read-only helpers
+    for playbook, expect in (("health.yml", "PASSED"), ("list_backups.yml", "backup_"),
+                             ("db_size.yml", "field_service")):
+        r = run(ANSIBLE_PLAYBOOK, f"playbooks/{playbook}")
+        assert r.returncode == 0 and expect in r.stdout, (playbook, r.stdout[-3000:])
