@@ -66,9 +66,12 @@ def source(d: Deployment, version: int = 1, app_version: str | None = None) -> s
 
 
 def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | None = None,
-                 profile: bool = True, **extra) -> dict:
+                 profile: bool = True, nice: int = 0, **extra) -> dict:
     """Run ansible-playbook as a user would (a process of its own), timed.
 
+    ``nice`` > 0 runs it (and what it runs on the control node) at that lower
+    CPU priority: on this one machine the control node shares the server's
+    cores, where in production it is a workstation or a CI runner.
     Returns rc, seconds (wall clock of the whole command), the per-task profile
     (Ansible's ansible.posix.profile_tasks, slowest first) and the output file.
     """
@@ -84,7 +87,8 @@ def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | No
     start = time.monotonic()
     with open(out_path, "w", encoding="utf-8") as out:
         rc = subprocess.run(
-            [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", INVENTORY,
+            (["nice", "-n", str(nice)] if nice > 0 else [])
+            + [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", INVENTORY,
              os.path.join(ROOT, "playbooks", playbook), "-e", f"@{varfile}"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False,
         ).returncode

@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=100.0, help="webhook requests per second")
     ap.add_argument("--margin-seconds", type=float, default=3.0, help="load before and after the rollback")
+    ap.add_argument("--control-nice", type=int, default=0, metavar="N",
+                    help="run ansible-playbook at nice N (the control node shares this machine's cores)")
     args = ap.parse_args(argv)
 
     d = new_deployment("fs_brb", skip_tests=True)
-    result: dict = {"rate_rps_target": args.rate, "machine": machine()}
+    result: dict = {"rate_rps_target": args.rate, "control_nice": args.control_nice, "machine": machine()}
     try:
         for version in (1, 2):
             source(d, version)
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         v2 = d.current_release()
         load = webhook_load(d, args.rate, first_update_id=4_000_000).start()
         time.sleep(args.margin_seconds)
-        rb = run_playbook(d, "rollback.yml", rollback_restore_db="never")
+        rb = run_playbook(d, "rollback.yml", nice=args.control_nice, rollback_restore_db="never")
         time.sleep(args.margin_seconds)
         during = webhook_outcome(d, load.stop(), first_id=4_000_000)
         if rb["rc"]:

@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady-seconds", type=float, default=30.0, help="length of the run without a deploy")
     ap.add_argument("--margin-seconds", type=float, default=3.0, help="load before and after the deploy")
     ap.add_argument("--keep", action="store_true", help="keep the app (for a look afterwards)")
+    ap.add_argument("--control-nice", type=int, default=0, metavar="N",
+                    help="run ansible-playbook at nice N (the control node shares this machine's cores)")
     args = ap.parse_args(argv)
 
     d = new_deployment("fs_bzd", skip_tests=True)
-    result: dict = {"rate_rps_target": args.rate, "machine": machine()}
+    result: dict = {"rate_rps_target": args.rate, "control_nice": args.control_nice, "machine": machine()}
     try:
         source(d, 1)
         first = run_playbook(d, profile=False)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         source(d, 2)
         load = webhook_load(d, args.rate, first_update_id=3_000_000).start()
         time.sleep(args.margin_seconds)
-        deploy = run_playbook(d, profile=False)
+        deploy = run_playbook(d, profile=False, nice=args.control_nice)
         time.sleep(args.margin_seconds)
         during = webhook_outcome(d, load.stop(), first_id=3_000_000)
         print(f"during the deploy:  {during}")

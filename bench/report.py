@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Print the README's benchmark table from bench/results/*.json.
+
+    .venv/bin/python bench/report.py
+
+Each row: the figure, the goal, whether the last run met it, and the command
+that produced it. Missing results are reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def load(name: str) -> dict | None:
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def yes(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def rows() -> list[tuple[str, str, str, str, str]]:
+    out = []
+    zd = load("zero_downtime")
+    if zd:
+        nice = f" --control-nice {zd['control_nice']}" if zd.get("control_nice") else ""
+        cmd = f"`bench/zero_downtime.py --rate {zd['rate_rps_target']:g}{nice}`"
+        out += [
+            ("webhook load through the proxy during a v1 → v2 deploy",
+             f"{zd['requests_sent']} requests at {zd['rate_rps']} req/s, {zd['requests_failed']} failed",
+             "0 failed", yes(zd["requests_failed"] == 0), cmd),
+            ("latency during the deploy (p50 / p99 / max)",
+             f"{zd['p50_ms']} / {zd['p99_ms']} / {zd['max_ms']} ms",
+             f"p99 ≤ 2 × steady ({2 * zd['p99_ms_steady']:g} ms)",
+             yes(zd["p99_ms"] <= 2 * zd["p99_ms_steady"]), cmd),
+            ("latency without a deploy (p50 / p99 / max)",
+             f"{zd['p50_ms_steady']} / {zd['p99_ms_steady']} / {zd['max_ms_steady']} ms", "—", "—", cmd),
+            ("the deploy itself, under that load", f"{zd['deploy_s']} s", "—", "—", cmd),
+        ]
+    ph = load("polling_handoff")
+    if ph:
+        cmd = "`bench/polling_handoff.py`"
+        out += [
+            ("polling bot during a v1 → v2 deploy: updates sent / lost / duplicated / 409",
+             f"{ph['updates_sent']} / {ph['updates_lost']} / {ph['updates_duplicated']} / "
+             f"{ph['conflicts_409']}",
+             "— / 0 / 0 / 0",
+             yes(ph["updates_lost"] == ph["updates_duplicated"] == ph["conflicts_409"] == 0), cmd),
+            ("longest pause between two processed updates", f"{ph['max_gap_s']} s", "< 1 s",
+             yes(ph["max_gap_s"] is not None and ph["max_gap_s"] < 1), cmd),
+        ]
+    dt = load("deploy_times")
+    if dt:
+        cmd = f"`bench/deploy_times.py --rounds {dt['rounds']}`"
+        out += [
+            ("first deploy (median)", f"{dt['first_s']} s", "—", "—", cmd),
+            ("no-op deploy (median)", f"{dt['noop_s']} s", "≤ 15 s", yes(dt["noop_s"] <= 15), cmd),
+            ("code-change deploy (median)", f"{dt['code_change_s']} s", "≤ 45 s",
+             yes(dt["code_change_s"] <= 45), cmd),
+        ]
+    rb = load("rollback")
+    if rb:
+        nice = f" --control-nice {rb['control_nice']}" if rb.get("control_nice") else ""
+        cmd = f"`bench/rollback.py --rate {rb['rate_rps_target']:g}{nice}`"
+        out += [
+            ("rollback.yml (code and image, no database restore)", f"{rb['rollback_s']} s", "≤ 15 s",
+             yes(rb["rollback_s"] <= 15), cmd),
+            ("webhook requests failed during the rollback",
+             f"{rb['requests_failed']} of {rb['requests_sent']}", "0", yes(rb["requests_failed"] == 0), cmd),
+        ]
+    bk = load("backup")
+    if bk:
+        cmd = "`bench/backup.py`"
+        out += [
+            (f"backup of a {bk['db_mb'] / 1000:.2f} GB database: pg_dump > /dev/null (floor)",
+             f"{bk['floor_s']} s", "—", "—", cmd),
+            ("pg_dump | gzip -6 (what users write)",
+             f"{bk['baseline_s']} s, {bk['baseline_bytes'] / 1e6:.1f} MB", "—", "—", cmd),
+            ("ours: pigz -6 + age + SHA-256 + fsync",
+             f"{bk['ours_s']} s, {bk['ours_bytes'] / 1e6:.1f} MB",
+             f"≤ 2 × floor ({2 * bk['floor_s']:.1f} s), ≤ 1.1 × baseline bytes",
+             yes(bk["ours_s"] <= 2 * bk["floor_s"] and bk["ours_bytes"] <= 1.1 * bk["baseline_bytes"]), cmd),
+            ("restore: psql < plain.sql (floor) / ours (checksum, age, gunzip, psql, swap)",
+             f"{bk['restore_floor_s']} s / {bk['restore_s']} s", "ours ≤ 1.1 × floor",
+             yes(bk["restore_s"] <= 1.1 * bk["restore_floor_s"]), cmd),
+            ("peak RSS of the backup program at 0.1 GB / full size",
+             f"{bk['peak_rss_mb_small']} / {bk['peak_rss_mb']} MB", "flat, < 64 MB",
+             yes(bk["peak_rss_mb"] < 64 and bk["peak_rss_mb"] <= 1.25 * bk["peak_rss_mb_small"]), cmd),
+        ]
+    return out
+
+
+def main() -> int:
+    table = rows()
+    if not table:
+        print("no results in bench/results/", file=sys.stderr)
+        return 1
+    print("| measure | result | goal | | command |")
+    print("|---|---|---|---|---|")
+    for measure, result, goal, met, cmd in table:
+        print(f"| {measure} | {result} | {goal} | {met} | {cmd} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
