@@ -23,7 +23,7 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from harness import INVENTORY, PYTHON, Deployment, make_source  # noqa: E402
+from harness import INVENTORY, PYTHON, Deployment, add_changelog_entry, make_source  # noqa: E402
 from load import LoadGenerator, summarize  # noqa: E402,F401  (re-exported)
 from traffic import PollingFeed, proxy_port, webhook_load, webhook_outcome  # noqa: E402,F401  (re-exported)
 
@@ -55,13 +55,7 @@ def source(d: Deployment, version: int = 1, app_version: str | None = None) -> s
     if app_version:
         with open(os.path.join(src, "field_service", "VERSION"), "w", encoding="utf-8") as fh:
             fh.write(app_version + "\n")
-        changelog = os.path.join(src, "CHANGELOG.md")
-        with open(changelog, encoding="utf-8") as fh:
-            text = fh.read()
-        head, sep, rest = text.partition("\n## [")
-        entry = f"\n## [{app_version}] - {time.strftime('%Y-%m-%d')}\n\n### Changed\n- Benchmark build.\n"
-        with open(changelog, "w", encoding="utf-8") as fh:
-            fh.write(head + entry + sep + rest)
+        add_changelog_entry(src, app_version, time.strftime("%Y-%m-%d"))
     return src
 
 
@@ -138,13 +132,3 @@ def write_result(name: str, data: dict) -> str:
         json.dump(data, fh, indent=2, sort_keys=False)
         fh.write("\n")
     return path
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout:g}s")

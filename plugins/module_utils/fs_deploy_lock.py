@@ -128,26 +128,36 @@ def _proc_parent(pid: int) -> int:
         return int(fh.read().rsplit(")", 1)[1].split()[1])
 
 
-def _proc_cmdline(pid: int) -> str:
+def _proc_argv(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as fh:
-        return fh.read().replace(b"\0", b" ").decode(errors="replace")
+        return fh.read().decode(errors="replace").split("\0")
+
+
+def _is_ansible_playbook(argv: list[str]) -> bool:
+    """ansible-playbook itself (argv[0]), or run by its interpreter (argv[1]);
+    not a shell or a script that merely mentions it."""
+    return any(os.path.basename(arg) == "ansible-playbook" for arg in argv[:2])
 
 
 def playbook_pid(start: int | None = None) -> int:
     """The pid of the ansible-playbook process this module runs under (on the
     control node), found by walking up the process tree; 0 if none.
 
-    The OUTERMOST match: Ansible's worker processes are forks of
-    ansible-playbook with the same command line, and they end with the task;
-    the run is alive as long as the main process is.
+    The outermost of the unbroken chain of ansible-playbook processes above
+    this one: Ansible's worker processes are forks of ansible-playbook with
+    the same command line, and they end with the task; the run is alive as
+    long as the main process is. A wrapper further up (a shell, a CI job)
+    is not the run.
     """
     pid = start or os.getpid()
     found = 0
     seen = 0
     while pid > 1 and seen < 64:
         try:
-            if "ansible-playbook" in _proc_cmdline(pid):
+            if _is_ansible_playbook(_proc_argv(pid)):
                 found = pid
+            elif found:
+                break
             pid = _proc_parent(pid)
         except (OSError, ValueError, IndexError):
             break

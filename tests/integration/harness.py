@@ -46,6 +46,17 @@ def make_source(dest: str, version: int = 1, overlays: tuple[str, ...] = ()) -> 
     return dest
 
 
+def add_changelog_entry(src: str, version: str, date: str = "2026-03-01") -> None:
+    """Put a new top entry into the source's CHANGELOG.md (a release needs one)."""
+    path = os.path.join(src, "CHANGELOG.md")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    head, sep, rest = text.partition("\n## [")
+    entry = f"\n## [{version}] - {date}\n\n### Changed\n- Something.\n"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(head + entry + sep + rest)
+
+
 @dataclass
 class Deployment:
     """One isolated app on this machine: its own names, root and ports."""

@@ -28,6 +28,7 @@ class Sample:
     latency_ms: float  # from due to the end of the answer (or the error)
     ok: bool
     outcome: str  # "200", "502", "ConnectionResetError", ...
+    update_id: int = 0  # the Telegram update the request carried
 
 
 @dataclass
@@ -135,7 +136,7 @@ class LoadGenerator:
                 conn = None
             latency = (time.monotonic() - self.started_at - due) * 1000
             with self._lock:
-                self.samples.append(Sample(due, latency, ok, outcome))
+                self.samples.append(Sample(due, latency, ok, outcome, self.first_update_id + i))
         if conn is not None:
             conn.close()
 

@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from harness import PYTHON, Deployment, changed_tasks, crontab, failed_tasks, make_source, ran_tasks
+from harness import PYTHON, Deployment, changed_tasks, crontab, docker, failed_tasks, make_source, ran_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +170,15 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert crontab().splitlines()[crontab().splitlines().index(f"#Ansible: {d.name} backup daily") + 1] \
         .startswith("0 3 * * * ")
 
+    # When a long-lived container stopped (the proxy, by hand), the same
+    # deploy with the same settings provisions again and brings it back
+    docker("stop", f"{d.name}_proxy")
+    time.sleep(1.1)
+    r = d.run("deploy.yml", backup_daily_hour="3")
+    assert r.status == "successful", failed_tasks(r)
+    assert "Run the database container" in ran_tasks(r)
+    assert docker("inspect", "--format", "{{.State.Running}}", f"{d.name}_proxy") == "true"
+
     # When v2 (a new migration) is deployed
     time.sleep(1.1)
     make_source(src, 2)
@@ -188,7 +197,6 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert_in_order(log_messages(d.logs()[-1]), SEED_ORDER)
     # both releases kept, v1's image kept for a rollback without a rebuild
     assert {rel1, rel2} <= set(os.listdir(os.path.join(d.app_root, "releases")))
-    from harness import docker
     assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
 
 

@@ -365,8 +365,11 @@ def test_pre_deploy_backups_are_kept_with_their_releases(served):
     those the kept releases were deployed after, and the newest one."""
     import json
     d = served
-    releases = os.listdir(os.path.join(d.app_root, "releases"))
+    releases = [r for r in os.listdir(os.path.join(d.app_root, "releases")) if not r.startswith(".")]
     assert 1 <= len(releases) <= 2
+    logs = [open(p, encoding="utf-8").read() for p in d.logs()]
+    taken = sum(text.count("Backup created: ") for text in logs)
+    assert taken >= 4, "the deploys above should have taken several pre-deploy backups"
     wanted = set()
     for rel in releases:
         with open(os.path.join(d.app_root, "releases", rel, "RELEASE.json"), encoding="utf-8") as fh:
@@ -377,6 +380,7 @@ def test_pre_deploy_backups_are_kept_with_their_releases(served):
     backups = sorted(f for f in os.listdir(folder) if f.startswith("backup_") and not f.endswith(".sha256"))
     assert wanted <= set(backups)
     assert set(backups) <= wanted | {backups[-1]}, (backups, wanted)
+    assert len(backups) < taken  # some were pruned with their releases
     for name in backups:  # each with its checksum, and no orphan checksum
         assert os.path.exists(os.path.join(folder, name + ".sha256"))
     assert {f[:-7] for f in os.listdir(folder) if f.endswith(".sha256")} == set(backups)

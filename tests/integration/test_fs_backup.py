@@ -160,6 +160,32 @@ def test_run_pipeline_missing_program(tmp_path):
     assert _files(tmp_path) == set()
 
 
+def test_run_pipeline_replace_keeps_the_old_pair_on_failure_and_recovers_a_cut_swap(tmp_path):
+    out = tmp_path / "week.gz"
+    ok = [fs_backup.Stage("producer", ["sh", "-c", "printf one"])]
+    fs_backup.run_pipeline(ok, str(out))
+    old = {n: (tmp_path / n).read_bytes() for n in _files(tmp_path)}
+    # a replacing run that fails leaves the old backup AND its checksum
+    broken = [fs_backup.Stage("producer", ["sh", "-c", "printf two; exit 4"])]
+    with pytest.raises(fs_backup.StageFailed):
+        fs_backup.run_pipeline(broken, str(out), replace=True)
+    assert {n: (tmp_path / n).read_bytes() for n in _files(tmp_path)} == old
+    # a replacing run that succeeds swaps both
+    fs_backup.run_pipeline([fs_backup.Stage("producer", ["sh", "-c", "printf two"])], str(out), replace=True)
+    assert out.read_bytes() == b"two" and _files(tmp_path) == {"week.gz", "week.gz.sha256"}
+    fs_backup.verify_checksum(str(out))
+    # a run cut between its two renames: new file, old checksum, staged one;
+    # the next run (under the lock) puts the staged checksum in place
+    staged = tmp_path / ".week.gz.sha256.partial"
+    os.rename(tmp_path / "week.gz.sha256", staged)
+    (tmp_path / "week.gz.sha256").write_bytes(old["week.gz.sha256"])
+    with pytest.raises(fs_backup.BackupError, match="checksum mismatch"):
+        fs_backup.verify_checksum(str(out))
+    fs_backup.clean_stale_files(str(tmp_path), time.time() + 1)
+    assert _files(tmp_path) == {"week.gz", "week.gz.sha256"}
+    fs_backup.verify_checksum(str(out))
+
+
 # ---------------------------------------------------------------------------
 # Docker helpers
 
@@ -446,6 +472,16 @@ def test_external_database_through_docker_run(pg, tmp_path, procs):
     assert b"OWNER TO" not in sql and b"GRANT " not in sql  # --no-owner --no-privileges
     restored = pg.restore(str(tmp_path / "ext.sql"), None)
     assert pg.fingerprint(restored) == pg.fingerprint("appdb")
+
+    # the password on stdin instead (what the role does: never in a command line)
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    piped = subprocess.run([sys.executable, FS_BACKUP, "dump", *args, "--name", "stdin.sql",
+                            "--db-password-stdin"], input=DB_PASSWORD + "\n", capture_output=True,
+                           text=True, timeout=120, env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert (tmp_path / "stdin.sql").read_bytes()[-1024:] == sql[-1024:]
+    for name in ("stdin.sql", "stdin.sql.sha256"):
+        os.unlink(tmp_path / name)
 
     wrong = run_dump(*args, "--name", "wrong.sql", env=dict(os.environ, PGPASSWORD="nope"))
     assert wrong.returncode == 1

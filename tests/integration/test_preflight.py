@@ -14,7 +14,7 @@ import shutil
 import uuid
 
 import pytest
-from harness import Deployment, failed_tasks, make_source
+from harness import Deployment, add_changelog_entry, failed_tasks, make_source
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,6 @@ def upgrade():
 def downgrade():
     pass
 '''
-V3_ENTRY = "## [3.0.0] - 2026-03-01\n\n### Changed\n- Something.\n\n"
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +87,8 @@ def server_state(d: Deployment) -> tuple:
             d.psql("SELECT version_num FROM alembic_version"))
 
 
-def source(d: Deployment, files: dict, changelog_entry: str | None = V3_ENTRY) -> str:
-    """v2 of the sample app plus files, with a CHANGELOG entry for 3.0.0 unless None."""
+def source(d: Deployment, files: dict, version: str | None = "3.0.0") -> str:
+    """v2 of the sample app plus files, with a CHANGELOG entry for `version` unless None."""
     src = os.path.join(d.workdir, "src")
     make_source(src, 2)
     for rel, text in files.items():
@@ -97,13 +96,8 @@ def source(d: Deployment, files: dict, changelog_entry: str | None = V3_ENTRY) -
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
-    if changelog_entry:
-        path = os.path.join(src, "CHANGELOG.md")
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        head, sep, rest = text.partition("## [")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(head + changelog_entry + sep + rest)
+    if version:
+        add_changelog_entry(src, version)
     return src
 
 
@@ -128,7 +122,7 @@ def test_critical_todo_marker_is_listed_with_file_and_line(serving):
 
 
 def test_changelog_without_a_new_entry(serving):
-    source(serving, {"field_service/VERSION": "2.0.1\n"}, changelog_entry=None)
+    source(serving, {"field_service/VERSION": "2.0.1\n"}, version=None)
     msg = refused(serving, "CHANGELOG", "-e preflight_check_changelog=false")
     assert "2.0.0" in msg
 

@@ -73,6 +73,10 @@ def test_webhook_requests_never_fail_during_a_deploy(deployed_under_traffic):
     # the new release serves the webhook now, the old containers are gone
     names = sorted(c["Names"] for c in r["d"].containers())
     assert names == sorted(f"{r['d'].name}_{s}_{r['v2']}" for s in ("admin_bot", "master_bot"))
+    # and both releases answered part of the load: the switch happened under it
+    releases = set(r["d"].psql("SELECT DISTINCT release FROM processed_updates WHERE service = 'admin_bot' "
+                               "AND update_id >= 1000000").split())
+    assert releases == {r["v1"], r["v2"]}, releases
 
 
 def test_polling_bot_hands_over_without_overlap_or_loss(deployed_under_traffic):

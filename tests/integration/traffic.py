@@ -41,7 +41,7 @@ def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id
     """summarize() plus how many updates answered 200 are missing from the
     service's processed_updates (an answered update must have been kept)."""
     out = summarize(samples)
-    answered = {first_id + i for i, s in enumerate(sorted(samples, key=lambda s: s.due)) if s.ok}
+    answered = {s.update_id for s in samples if s.ok}
     rows = d.psql(f"SELECT update_id FROM processed_updates WHERE service = '{service}' "
                   f"AND update_id >= {first_id}")
     stored = {int(x) for x in rows.split()}

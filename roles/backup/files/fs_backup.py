@@ -33,7 +33,8 @@ Usage
                         default]; with --db-host only.
   --db-user USER        (required) role pg_dump connects as.
   --db-name DB          (required) database to dump.
-  PGPASSWORD            (environment, never argv) the password; when set and
+  PGPASSWORD            (environment, never argv) the password, or the first
+                        line of stdin with --db-password-stdin; when set and
                         not empty it is passed on by name (``-e PGPASSWORD``)
                         in both modes (a container's local socket usually
                         needs none).
@@ -152,8 +153,6 @@ LEVEL_RANGES = {"gzip": (1, 9), "zstd": (1, 19)}
 
 PARTIAL_SUFFIX = ".partial"
 SIDECAR_SUFFIX = ".sha256"
-# A replacing run stages its sidecar under this suffix before the renames.
-PENDING_SUFFIX = ".pending"
 CHUNK_SIZE = 1 << 20
 STDERR_TAIL_BYTES = 8192
 OUTPUT_TAIL_BYTES = 1024
@@ -601,11 +600,12 @@ def run_pipeline(stages: Sequence[Stage], out_path: str, *,
     On any failure, including an ``Interrupted`` from a signal, the stages
     are killed, the partial file is deleted and the exception re-raised.
     Refuses to overwrite an existing ``out_path`` unless ``replace``: then
-    the new sidecar is staged as ``<out_path>.sha256.pending``, the new file
+    the new sidecar is staged as ``.<name>.sha256.partial``, the new file
     renamed over the old one and the staged sidecar renamed over the old
     sidecar. A failure before the rename leaves the old file AND its
-    sidecar as they were; a crash between the two renames leaves a pending
-    sidecar that ``verify_checksum`` promotes once it matches the file.
+    sidecar as they were; a crash between the two renames leaves the staged
+    sidecar, which the next run (under the lock, in ``clean_stale_files``)
+    puts in place when it matches the file.
     """
     if not stages:
         raise ValueError("run_pipeline needs at least one stage")
@@ -617,7 +617,7 @@ def run_pipeline(stages: Sequence[Stage], out_path: str, *,
         raise BackupError(f"refusing to overwrite existing {out_path}")
 
     started = time.monotonic()
-    pending_sidecar = sidecar_path + PENDING_SUFFIX
+    pending_sidecar = partial_path_for(sidecar_path)
     running: list[_Running] = []
     published = False
     wrote_sidecar = False
@@ -698,13 +698,6 @@ def verify_checksum(path: str, sidecar_path: str | None = None) -> tuple[str, st
     sidecar_path = sidecar_path or path + SIDECAR_SUFFIX
     if not os.path.isfile(path):
         raise BackupError(f"no such file: {path}")
-    pending = sidecar_path + PENDING_SUFFIX
-    if os.path.isfile(pending):
-        # A replace that was cut between its two renames: the staged
-        # sidecar is the right one when it matches the file.
-        staged, staged_name = read_sidecar(pending)
-        if staged_name == os.path.basename(path) and sha256_file(path) == staged:
-            os.rename(pending, sidecar_path)
     if not os.path.isfile(sidecar_path):
         raise BackupError(f"no checksum sidecar {sidecar_path} for {path}")
     expected, name = read_sidecar(sidecar_path)
@@ -798,6 +791,24 @@ class BackupLock:
         return False
 
 
+def _promote_staged_sidecar(entry: os.DirEntry) -> bool:
+    """``.<name>.sha256.partial`` staged by a replacing run that was cut
+    between its two renames: put it in place when it matches ``<name>``."""
+    if not entry.name.endswith(SIDECAR_SUFFIX + PARTIAL_SUFFIX):
+        return False
+    sidecar = os.path.join(os.path.dirname(entry.path), entry.name[1:-len(PARTIAL_SUFFIX)])
+    backup = sidecar[:-len(SIDECAR_SUFFIX)]
+    try:
+        staged, name = read_sidecar(entry.path)
+        if name != os.path.basename(backup) or sha256_file(backup) != staged:
+            return False
+        os.rename(entry.path, sidecar)
+    except (OSError, BackupError):
+        return False
+    log.warning("put in place the checksum %s staged by an interrupted run", sidecar)
+    return True
+
+
 def clean_stale_files(dest_dir: str, older_than: float) -> None:
     """Delete what interrupted runs left in ``dest_dir``.
 
@@ -817,6 +828,8 @@ def clean_stale_files(dest_dir: str, older_than: float) -> None:
         try:
             mtime = entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
+            continue
+        if mtime < older_than and stale_partial and _promote_staged_sidecar(entry):
             continue
         if mtime < older_than:
             what = "partial file" if stale_partial else "sidecar without backup"
@@ -1474,6 +1487,9 @@ def known_dirs(config: dict) -> list[tuple[str, str]]:
 
 def cmd_dump(args) -> dict:
     """Take one backup; return the result dict (printed with --json)."""
+    if getattr(args, "db_password_stdin", False):
+        # Passed on to pg_dump by name (-e PGPASSWORD), never in an argv.
+        os.environ["PGPASSWORD"] = sys.stdin.readline().rstrip("\n")
     dest_dir = os.path.abspath(args.dest_dir)
     where = (f"container {args.db_container}" if args.db_container
              else f"{args.db_host}:{args.db_port}")
@@ -2084,6 +2100,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="age recipient (age1...), repeatable")
     dump.add_argument("--recipients-file", action="append", metavar="PATH",
                       help="file of age recipients, repeatable")
+    dump.add_argument("--db-password-stdin", action="store_true",
+                      help="read the database password from the first line of stdin "
+                           "(never in argv or in the environment of a command line)")
     dump.add_argument("--replace", action="store_true",
                       help="replace a backup of the same name once the new one is complete")
     dump.add_argument("--rotate-keep", type=int, metavar="N",
