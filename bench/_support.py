@@ -66,7 +66,8 @@ def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | No
     ``nice`` > 0 runs it (and what it runs on the control node) at that lower
     CPU priority: on this one machine the control node shares the server's
     cores, where in production it is a workstation or a CI runner.
-    Returns rc, seconds (wall clock of the whole command), the per-task profile
+    Returns rc, seconds (wall clock of the whole command), started (its
+    time.monotonic() at the start), the per-task profile
     (Ansible's ansible.posix.profile_tasks, slowest first) and the output file.
     """
     log_name = log_name or f"{playbook}.{uuid.uuid4().hex[:6]}.out"
@@ -89,7 +90,7 @@ def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | No
     seconds = time.monotonic() - start
     with open(out_path, encoding="utf-8") as fh:
         text = fh.read()
-    return {"rc": rc, "seconds": round(seconds, 2), "profile": parse_profile(text),
+    return {"rc": rc, "seconds": round(seconds, 2), "started": start, "profile": parse_profile(text),
             "output": out_path, "tail": text[-3000:] if rc else ""}
 
 

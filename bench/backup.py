@@ -115,7 +115,7 @@ class Pg:
         self.name = f"fs_bench_backup_{uuid.uuid4().hex[:6]}"
         sh(["docker", "run", "-d", "--name", self.name, "-e", f"POSTGRES_USER={USER}",
             "-e", "POSTGRES_PASSWORD=bench", "-e", f"POSTGRES_DB={DB}", PG_IMAGE,
-            "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=30min"], capture_output=True)
+            "postgres", "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=30min"], capture_output=True)
         deadline = time.monotonic() + 120
         while True:
             ok = subprocess.run(["docker", "exec", self.name, "psql", "-U", USER, "-d", DB,
@@ -125,7 +125,8 @@ class Pg:
             if ok.returncode == 0 and "init process complete" in logs.stdout + logs.stderr:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("PostgreSQL did not start")
+                subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
+                raise RuntimeError("PostgreSQL did not start:\n" + (logs.stdout + logs.stderr)[-2000:])
             time.sleep(0.5)
 
     def psql(self, sql: str, db: str = DB, **variables) -> str:

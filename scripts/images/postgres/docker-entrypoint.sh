@@ -3,6 +3,8 @@
 # initialise PGDATA on first start from POSTGRES_USER / POSTGRES_PASSWORD /
 # POSTGRES_DB, then exec the server as the postgres user.
 set -euo pipefail
+# as the official image: options alone (-c ...) are options of the server
+if [ "${1:0:1}" = "-" ]; then set -- postgres "$@"; fi
 if [ "${1:-}" = "postgres" ]; then
   if [ "$(id -u)" = "0" ]; then
     mkdir -p "$PGDATA" /var/run/postgresql
