@@ -127,7 +127,7 @@ class Pg:
             if ok.returncode == 0 and "init process complete" in logs.stdout + logs.stderr:
                 break
             if time.monotonic() > deadline:
-                subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
+                subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True, check=False)
                 raise RuntimeError("PostgreSQL did not start:\n" + (logs.stdout + logs.stderr)[-2000:])
             time.sleep(0.5)
 

@@ -357,7 +357,7 @@ def test_database_down_fails_clearly_and_pings_fail(setup):
         config = make(db={"container": stopped, "user": USER, "name": "appdb"}, ping_url=ping.url)
         result = run_program("run", "daily", "--config", config)
     finally:
-        docker("rm", "-f", stopped, check=False)
+        docker("rm", "-f", "-v", stopped, check=False)
         ping.stop()
     assert result.returncode == 1
     line = error_line(result.stderr)

@@ -587,7 +587,7 @@ def test_stopped_database_container_fails_clearly(pg, tmp_path):
         result = run_dump("--db-container", stopped, "--db-user", DB_USER, "--db-name", "appdb",
                           "--dest-dir", str(tmp_path), "--lock-file", str(tmp_path / ".lock"))
     finally:
-        docker("rm", "-f", stopped, check=False)
+        docker("rm", "-f", "-v", stopped, check=False)
     assert result.returncode == 1
     line = error_line(result.stderr)
     assert line.startswith("fs_backup: ERROR: pg_dump exited ")

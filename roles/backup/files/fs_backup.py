@@ -92,7 +92,8 @@ backups are left alone and one line ``fs_backup: ERROR: ...`` goes to stderr.
 A pg_dump that outlives a killed ``docker exec`` client inside the database
 container (it would, e.g. while waiting for a table lock) is ended with
 ``pg_terminate_backend`` on its unique application_name; a one-off
-``docker run`` container is removed with ``docker rm -f``.
+``docker run`` container is removed with ``docker rm -f -v`` (with the anonymous
+volume of the image, if it declares one).
 
 pg_dump options
 ---------------
@@ -945,7 +946,7 @@ def pg_dump_stage(args) -> Stage:
                 "-h", args.db_host, "-p", str(args.db_port), *_pg_dump_args(args)]
 
         def on_abort() -> None:
-            result = subprocess.run(["docker", "rm", "-f", tag], stdin=subprocess.DEVNULL,
+            result = subprocess.run(["docker", "rm", "-f", "-v", tag], stdin=subprocess.DEVNULL,
                                     capture_output=True, timeout=HOOK_TIMEOUT_SECONDS,
                                     check=False)
             if result.returncode == 0:
