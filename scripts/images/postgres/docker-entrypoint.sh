@@ -4,7 +4,7 @@
 # POSTGRES_DB, then exec the server as the postgres user.
 set -euo pipefail
 # as the official image: options alone (-c ...) are options of the server
-if [ "${1:0:1}" = "-" ]; then set -- postgres "$@"; fi
+case "${1:-}" in -*) set -- postgres "$@" ;; esac
 if [ "${1:-}" = "postgres" ]; then
   if [ "$(id -u)" = "0" ]; then
     mkdir -p "$PGDATA" /var/run/postgresql
