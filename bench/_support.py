@@ -32,17 +32,13 @@ PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{3,} (?P<seconds>\d+\.\d+)s\s*$")
 
 def new_deployment(prefix: str, workdir: str | None = None, **extravars) -> Deployment:
     """An isolated app (own names, directories and loopback ports) on this machine."""
-    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
-    work = workdir or os.path.join("/tmp", "fs-bench", name)
-    os.makedirs(work, exist_ok=True)
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
-    d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "app_proxy_port": port + 1,
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
-    })
+    def make(name: str) -> str:
+        work = workdir or os.path.join("/tmp", "fs-bench", name)
+        os.makedirs(work, exist_ok=True)
+        return work
+
+    d = Deployment.isolated(prefix, make)
+    d.extravars["app_proxy_port"] = d.telegram_port + 1
     d.extravars.update(extravars)
     return d
 

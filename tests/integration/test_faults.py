@@ -107,14 +107,8 @@ def downgrade():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """v2 of the sample app deployed once, backups on a 24 MB tmpfs."""
-    name = "fs_fault_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
+    d = Deployment.isolated("fs_fault", lambda n: str(tmp_path_factory.mktemp(n)))
     d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
         "health_check_timeout": 20,
         "graceful_restart_ready_timeout": 40,
         # The faults below are those that get past the control node's
@@ -135,7 +129,7 @@ def served(tmp_path_factory):
                              capture_output=True).returncode == 0
     d.mounted = mounted
     try:
-        make_source(os.path.join(work, "src"), 2)
+        make_source(d.extravars["code_sync_source_dir"], 2)
         r = d.run("deploy.yml")
         assert r.status == "successful", failed_tasks(r)
         yield d

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 import pytest
 from harness import Deployment, add_changelog_entry, failed_tasks, make_source
@@ -60,17 +59,9 @@ def downgrade():
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
-    name = "fs_pf_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
-    d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
-    })
+    d = Deployment.isolated("fs_pf", lambda n: str(tmp_path_factory.mktemp(n)))
     try:
-        make_source(os.path.join(work, "src"), 2)
+        make_source(d.extravars["code_sync_source_dir"], 2)
         r = d.run("deploy.yml")
         assert r.rc == 0, failed_tasks(r)
         yield d

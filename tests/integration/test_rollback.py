@@ -15,7 +15,6 @@ import json
 import os
 import re
 import time
-import uuid
 
 import pytest
 from harness import Deployment, changed_tasks, docker, failed_tasks, make_source
@@ -25,16 +24,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def v1_then_v2(tmp_path_factory):
-    name = "fs_rb_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
-    d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": os.path.join(work, "src"),
-        "code_sync_cache_dir": os.path.join(work, "cache"),
-    })
-    src = os.path.join(work, "src")
+    d = Deployment.isolated("fs_rb", lambda n: str(tmp_path_factory.mktemp(n)))
+    src = d.extravars["code_sync_source_dir"]
     try:
         make_source(src, 1)
         r = d.run("deploy.yml")

@@ -14,9 +14,7 @@ The numbers at 200 requests/s are ``bench/zero_downtime.py`` and
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 
 import pytest
 from harness import Deployment, failed_tasks, make_source
@@ -29,16 +27,8 @@ RATE = 50  # webhook requests per second during the deploy
 
 @pytest.fixture(scope="module")
 def deployed_under_traffic(tmp_path_factory):
-    name = "fs_zd_" + uuid.uuid4().hex[:6]
-    work = str(tmp_path_factory.mktemp(name))
-    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
-    d = Deployment(name=name, workdir=work, telegram_port=port)
-    src = os.path.join(work, "src")
-    d.extravars.update({
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": src,
-        "code_sync_cache_dir": os.path.join(work, "cache"),
-    })
+    d = Deployment.isolated("fs_zd", lambda n: str(tmp_path_factory.mktemp(n)))
+    src = d.extravars["code_sync_source_dir"]
     try:
         make_source(src, 1)
         first = d.run("deploy.yml")
