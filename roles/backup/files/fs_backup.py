@@ -1279,6 +1279,25 @@ def clock_now(utc: bool) -> datetime.datetime:
     return datetime.datetime.now().replace(microsecond=0)
 
 
+def plan_deletions(rotation, names: list[str], name_format: str, keep: int, max_age: str, utc: bool,
+                   dry_run: bool, kind: str, where: str):
+    """The shared rules' plan for the backups ``names`` of one folder (local
+    or remote), logged as ``<kind> of <where>``: why nothing may go, and in
+    a dry run what would. Returns the plan and the names to delete now
+    (none in a dry run)."""
+    try:
+        plan = rotation.plan_rotation(names, name_format, keep, max_age, clock_now(utc))
+    except rotation.RotationError as exc:
+        raise BackupError(f"{kind} settings of {where}: {exc}") from exc
+    if plan.reason:
+        log.warning("%s of %s: %s", kind, where, plan.reason)
+    if dry_run:
+        for name in plan.delete:
+            log.info("%s of %s would delete %s", kind, where, name)
+        return plan, []
+    return plan, list(plan.delete)
+
+
 def rotate_folder(directory: str, name_format: str, keep: int, max_age: str, utc: bool,
                   dry_run: bool = False):
     """Rotate one local folder by the shared rules; return the plan."""
@@ -1288,16 +1307,9 @@ def rotate_folder(directory: str, name_format: str, keep: int, max_age: str, utc
                  if entry.is_file(follow_symlinks=False)]
     except FileNotFoundError:
         names = []
-    try:
-        plan = rotation.plan_rotation(names, name_format, keep, max_age, clock_now(utc))
-    except rotation.RotationError as exc:
-        raise BackupError(f"rotation settings of {directory}: {exc}") from exc
-    if plan.reason:
-        log.warning("rotation of %s: %s", directory, plan.reason)
-    for name in plan.delete:
-        if dry_run:
-            log.info("rotation of %s would delete %s", directory, name)
-            continue
+    plan, deletions = plan_deletions(rotation, names, name_format, keep, max_age, utc, dry_run,
+                                     "rotation", directory)
+    for name in deletions:
         for victim in [name, *rotation.companions(name)]:
             unlink_quiet(os.path.join(directory, victim))
         log.info("rotation: deleted %s/%s (not among the %d newest, older than %s)",
@@ -1362,16 +1374,9 @@ def rotate_remote(cloud: dict, folder: str, name_format: str, keep: int, max_age
     """The same rules on the remote folder, with the remote's own retention."""
     rotation = rotation_module()
     names = [item["Name"] for item in remote_files(cloud, folder)]
-    try:
-        plan = rotation.plan_rotation(names, name_format, keep, max_age, clock_now(utc))
-    except rotation.RotationError as exc:
-        raise BackupError(f"cloud rotation settings of {folder}: {exc}") from exc
-    if plan.reason:
-        log.warning("cloud rotation of %s: %s", folder, plan.reason)
-    for name in plan.delete:
-        if dry_run:
-            log.info("cloud rotation of %s would delete %s", folder, name)
-            continue
+    plan, deletions = plan_deletions(rotation, names, name_format, keep, max_age, utc, dry_run,
+                                     "cloud rotation", folder)
+    for name in deletions:
         run_rclone(cloud, "deletefile", f"{remote_dir(cloud, folder)}/{name}", timeout=300)
         if name + SIDECAR_SUFFIX in names:
             run_rclone(cloud, "deletefile", f"{remote_dir(cloud, folder)}/{name}{SIDECAR_SUFFIX}",
