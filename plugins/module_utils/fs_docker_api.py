@@ -1,7 +1,8 @@
 """A tiny Docker Engine API client over the unix socket, stdlib only.
 
-Just what the health check needs: ping, inspect and list containers, read
-their logs and run a command in one (exec). It speaks the Engine API v1.41
+Just what the health check and the switch need: ping, inspect, list,
+create, start, stop and remove containers, read their logs, run a command in
+one (exec) and copy files into one (a tar archive). It speaks the Engine API v1.41
 (Docker 20.10 and later) and runs with or without Ansible, so that the logic
 built on it is unit tested as is.
 
@@ -173,7 +174,10 @@ class DockerClient:
         url = self._url(path, params)
         headers = {"Host": "docker"}
         payload = None
-        if body is not None:
+        if isinstance(body, bytes):  # a tar archive (PUT /containers/{id}/archive)
+            payload = body
+            headers["Content-Type"] = "application/x-tar"
+        elif body is not None:
             payload = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         conn = self._connection(timeout)
@@ -273,6 +277,48 @@ class DockerClient:
                 {"label": [k if v is None else f"{k}={v}" for k, v in sorted(labels.items())]}
             )
         return self.request_json("GET", "/containers/json", params) or []
+
+    def inspect_image(self, name: str) -> dict | None:
+        """The image's inspect dict, or None when it is not there."""
+        try:
+            return self.request_json("GET", f"/images/{urllib.parse.quote(name, safe='')}/json")
+        except DockerAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_container(self, name: str, body: dict) -> str:
+        """Create a container from a ``POST /containers/create`` body; its id."""
+        created = self.request_json("POST", "/containers/create", {"name": name}, body=body)
+        return created["Id"]
+
+    def start_container(self, name: str) -> None:
+        """Start it (a running container stays as it is)."""
+        self.request("POST", f"/containers/{urllib.parse.quote(name, safe='')}/start")
+
+    def stop_container(self, name: str, timeout: int) -> None:
+        """SIGTERM (its stop signal), ``timeout`` seconds, then SIGKILL. A
+        stopped or missing container is left as it is."""
+        try:
+            self.request("POST", f"/containers/{urllib.parse.quote(name, safe='')}/stop",
+                         {"t": str(int(timeout))}, timeout=max(self.timeout, int(timeout) + 30))
+        except DockerAPIError as exc:
+            if exc.status != 404:
+                raise
+
+    def remove_container(self, name: str, force: bool = False, volumes: bool = True) -> None:
+        """Remove it with its anonymous volumes; a missing container is fine."""
+        try:
+            self.request("DELETE", f"/containers/{urllib.parse.quote(name, safe='')}",
+                         {"force": "1" if force else "0", "v": "1" if volumes else "0"})
+        except DockerAPIError as exc:
+            if exc.status != 404:
+                raise
+
+    def put_archive(self, name: str, path: str, data: bytes) -> None:
+        """Unpack a tar archive into the container's directory ``path``."""
+        self.request("PUT", f"/containers/{urllib.parse.quote(name, safe='')}/archive", {"path": path},
+                     body=bytes(data))
 
     def container_logs(
         self,
