@@ -151,6 +151,33 @@ def nearest_existing(path: str) -> str:
     return path
 
 
+def docker_root(client, fallback: str) -> str:
+    """Docker's data root as the engine reports it (``GET /info``), else ``fallback``."""
+    try:
+        info = client.request_json("GET", "/info") or {}
+    except Exception:  # noqa: BLE001 - no engine answer: the usual place is measured
+        return fallback
+    return str(info.get("DockerRootDir") or fallback)
+
+
+def database_size_mb(client, container: str, user: str, database: str) -> int:
+    """Size of the app's database in MB (rounded up), read with psql in its
+    container; 0 when it cannot be read (no database yet: a first deploy)."""
+    try:
+        rc, out, _ = client.exec_run(
+            container, ["psql", "-X", "-At", "-U", user, "-d", database, "-c",
+                        "SELECT pg_database_size(current_database())"], timeout=60)
+    except Exception:  # noqa: BLE001 - container missing or engine error: nothing to back up yet
+        return 0
+    if rc != 0:
+        return 0
+    try:
+        size = int(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+    return -(-size // (1024 * 1024))
+
+
 def check_disk(needs: list[dict], statvfs=os.statvfs, stat=os.stat) -> dict:
     """Group the needs ({name, path, need_mb}) by filesystem, add them up and
     compare each sum with the free space there (for unprivileged users)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
@@ -187,3 +188,72 @@ def write_record(root: str, release_id: str, record: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def release_present(root: str, release_id: str) -> bool:
+    """The release is complete on the server (its REVISION file is there)."""
+    return os.path.isfile(os.path.join(releases_dir(root), release_id, "REVISION"))
+
+
+def unpack(root: str, release_id: str, archive: str, revision: str, check: bool = False) -> bool:
+    """Put an uploaded source archive in place as ``releases/<id>/``.
+
+    Unpacked into ``<id>.partial`` (what a killed run left there is removed
+    first), the REVISION file written, then renamed into place, so a release
+    directory is always complete. The archive is removed. False (nothing
+    done but removing the archive) when the release is already there.
+    """
+    if not _valid_id(release_id):
+        raise ReleaseStoreError(f"{release_id!r} is not a release id")
+    final = os.path.join(releases_dir(root), release_id)
+    if release_present(root, release_id):
+        if not check and os.path.exists(archive):
+            os.unlink(archive)
+        return False
+    if check:
+        return True
+    if not os.path.isfile(archive):
+        raise ReleaseStoreError(f"the source archive {archive} is not on the server")
+    partial = final + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial, mode=0o755)
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(partial, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                for member in tar.getmembers():
+                    if member.name.startswith("/") or ".." in member.name.split("/"):
+                        raise ReleaseStoreError(f"unsafe path in the archive: {member.name}")
+                tar.extractall(partial)
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ReleaseStoreError(f"cannot unpack {archive}: {exc}") from exc
+    with open(os.path.join(partial, "REVISION"), "w", encoding="utf-8") as fh:
+        fh.write(revision if revision.endswith("\n") else revision + "\n")
+    os.chmod(os.path.join(partial, "REVISION"), 0o644)
+    if os.path.exists(final):  # an incomplete release (no REVISION): replaced
+        shutil.rmtree(final)
+    os.rename(partial, final)
+    os.unlink(archive)
+    return True
+
+
+def activate(root: str, release_id: str, check: bool = False) -> bool:
+    """Point ``<root>/current`` at ``releases/<id>`` atomically (a new link
+    under a temporary name renamed over the old one: ``current`` is never
+    missing). False when it already points there."""
+    if not _valid_id(release_id):
+        raise ReleaseStoreError(f"{release_id!r} is not a release id")
+    if not os.path.isdir(os.path.join(releases_dir(root), release_id)):
+        raise ReleaseStoreError(f"release {release_id} does not exist under {releases_dir(root)}")
+    if current_id(root) == release_id:
+        return False
+    if check:
+        return True
+    tmp = os.path.join(root, ".current.new")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", release_id), tmp)
+    os.replace(tmp, os.path.join(root, "current"))
+    return True

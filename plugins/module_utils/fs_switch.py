@@ -362,8 +362,14 @@ class Switcher:
         self.result["stopped"].append(name)
         self.result["changed"] = True
 
-    def _give_up(self, message: str, stage: str) -> None:
+    def _give_up(self, reason: str, stage: str) -> None:
         """Remove what this switch started, restart what it stopped, raise."""
+        if stage == "proxy":
+            message = (f"The proxy could not be switched to the new release {self.release} ({reason}); "
+                       "its containers were removed, the previous upstreams were put back and keep serving.")
+        else:
+            message = (f"The new release {self.release} did not become ready; its containers were removed "
+                       f"and the serving release keeps serving. {reason}")
         problems = []
         for name in self._created:
             try:
@@ -430,7 +436,7 @@ class Switcher:
                 self._created.append(name)
                 self.client.start_container(name)
             except Exception as exc:  # noqa: BLE001 - any engine error gives the release up
-                self._give_up(f"could not start {name}: {exc}", "start")
+                self._give_up(f"Could not start {name}: {exc}", "start")
             self.result["started"].append(name)
             self.result["changed"] = True
         self._mark("started")
@@ -440,7 +446,7 @@ class Switcher:
                                              self.ready_interval, clock=self.clock, sleep=self.sleep)
         self.result["ready"] = {v.name: v.state == READY for v in verdicts}
         if not ok:
-            self._give_up(f"the new release {self.release} did not become ready: {reason}", "ready")
+            self._give_up(reason, "ready")
         self._mark("ready")
         for svc in self.services:
             name = container_name(self.app, svc.name, self.release)
@@ -513,5 +519,4 @@ class Switcher:
                 self._write_upstreams(restore)
             except Exception as exc2:  # noqa: BLE001
                 exc = f"{exc}; putting the previous upstreams back failed too: {exc2}"
-            self._give_up(f"the proxy could not be switched ({exc}); the previous upstreams were put "
-                          "back and keep serving", "proxy")
+            self._give_up(str(exc), "proxy")

@@ -12,6 +12,10 @@ description:
     deploy) is measured on its closest existing parent.
   - Needs of paths on the same filesystem are added up, and each sum is compared with the space
     free for unprivileged users there (C(statvfs) C(f_bavail), as C(df) reports it).
+  - A need's path may be C(@docker_root) - Docker's data root as the engine reports it (or
+    O(docker_root_fallback)).
+  - With O(database), the size of the app's database is read (psql in its container) and a need
+    with O(needs[].db_size_times) gets that many times the size added (room for a backup of it).
   - Read-only; the module reports, the caller decides (RV(ok)).
 version_added: "0.1.0"
 author: field-service-deploy
@@ -27,13 +31,41 @@ options:
         type: str
         required: true
       path:
-        description: A directory on the host.
-        type: path
+        description: A directory on the host, or C(@docker_root).
+        type: str
         required: true
       need_mb:
         description: Free megabytes needed for it.
         type: int
         required: true
+      db_size_times:
+        description: Add this many times the database's size (O(database)) to O(needs[].need_mb).
+        type: int
+        default: 0
+  database:
+    description: The app's PostgreSQL container, whose database size some needs depend on.
+    type: dict
+    suboptions:
+      container:
+        description: Container name.
+        type: str
+        required: true
+      user:
+        description: Database user.
+        type: str
+        required: true
+      name:
+        description: Database name.
+        type: str
+        required: true
+  docker_root_fallback:
+    description: Path measured for C(@docker_root) when the engine does not say.
+    type: path
+    default: /var/lib/docker
+  docker_host:
+    description: Docker daemon address.
+    type: str
+    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full
@@ -52,7 +84,9 @@ EXAMPLES = r"""
     needs:
       - {name: app_root, path: /opt/field-service, need_mb: 512}
       - {name: backups, path: /opt/backups, need_mb: 1024}
-      - {name: Docker data, path: /var/lib/docker, need_mb: 2048}
+      - {name: Docker data, path: "@docker_root", need_mb: 2048}
+      - {name: backups, path: /opt/backups, need_mb: 256, db_size_times: 2}
+    database: {container: field_service_db, user: field_service, name: field_service}
   register: disk
 """
 
@@ -72,6 +106,14 @@ short:
   returned: success
   type: list
   elements: str
+db_mb:
+  description: The database's size in MB (0 without O(database), or when it cannot be read).
+  returned: success
+  type: int
+docker_root:
+  description: The path measured for C(@docker_root).
+  returned: success
+  type: str
 summary:
   description: Free and needed megabytes per filesystem, in a line.
   returned: success
@@ -79,12 +121,16 @@ summary:
   sample: "/: 79083 MB free, 2816 MB needed"
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible.module_utils import fs_preflight
+    from ansible.module_utils.fs_docker_api import DockerClient
 except ImportError:  # pragma: no cover - direct import in unit tests
     import fs_preflight
+    from fs_docker_api import DockerClient
 
 
 def main() -> None:
@@ -96,18 +142,40 @@ def main() -> None:
                 "required": True,
                 "options": {
                     "name": {"type": "str", "required": True},
-                    "path": {"type": "path", "required": True},
+                    "path": {"type": "str", "required": True},
                     "need_mb": {"type": "int", "required": True},
+                    "db_size_times": {"type": "int", "default": 0},
                 },
             },
+            "database": {
+                "type": "dict",
+                "options": {
+                    "container": {"type": "str", "required": True},
+                    "user": {"type": "str", "required": True},
+                    "name": {"type": "str", "required": True},
+                },
+            },
+            "docker_root_fallback": {"type": "path", "default": "/var/lib/docker"},
+            "docker_host": {"type": "str", "default": "unix:///var/run/docker.sock"},
         },
         supports_check_mode=True,
     )
+    p = module.params
+    client = DockerClient(docker_host=p["docker_host"])
+    needs = p["needs"]
+    root = p["docker_root_fallback"]
+    if any(n["path"] == "@docker_root" for n in needs):
+        root = fs_preflight.docker_root(client, p["docker_root_fallback"])
+    db = p["database"]
+    db_mb = fs_preflight.database_size_mb(client, db["container"], db["user"], db["name"]) if db else 0
+    needs = [{"name": n["name"],
+              "path": os.path.expanduser(root if n["path"] == "@docker_root" else n["path"]),
+              "need_mb": n["need_mb"] + n["db_size_times"] * db_mb} for n in needs]
     try:
-        result = fs_preflight.check_disk(module.params["needs"])
+        result = fs_preflight.check_disk(needs)
     except OSError as err:
         module.fail_json(msg=f"fs_preflight_disk: {err}")
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, db_mb=db_mb, docker_root=root, **result)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: fs_releases
-short_description: Read, record and prune the app's releases on the server
+short_description: Read, unpack, activate, record and prune the app's releases on the server
 description:
   - Each release is a directory C(<root>/releases/<id>/) with a C(REVISION) file and a
     C(RELEASE.json) record (id, source, image, backup, schema revisions, who, when, outcome).
@@ -14,6 +14,11 @@ description:
     recently activated other release according to the records, never by directory mtime.
   - C(state=prune) deletes the oldest releases so that at most O(keep) remain; the current and
     the previous release are never deleted.
+  - C(state=unpack) puts an uploaded source archive in place as C(<root>/releases/<id>/), through a
+    C(<id>.partial) directory renamed only when it is complete (with its C(REVISION) file), and
+    removes the archive; a release already there is left as it is.
+  - C(state=activate) points C(<root>/current) at the release atomically (a new link renamed over
+    the old one, so C(current) is never missing).
 version_added: "0.1.0"
 author: field-service-deploy
 options:
@@ -26,12 +31,21 @@ options:
       - C(info) reports the releases, the current and the previous one.
       - C(record) merges O(data) into the record of O(release_id).
       - C(prune) deletes old releases beyond O(keep).
+      - C(unpack) unpacks O(archive) as release O(release_id).
+      - C(activate) switches the C(current) link to O(release_id).
     type: str
-    choices: [info, record, prune]
+    choices: [info, record, prune, unpack, activate]
     default: info
   release_id:
-    description: The release to record (O(state=record)).
+    description: The release to record, unpack or activate.
     type: str
+  archive:
+    description: The uploaded source archive (tar, optionally gzipped) on the server (O(state=unpack)).
+    type: path
+  revision:
+    description: Text of the release's C(REVISION) file (O(state=unpack)).
+    type: str
+    default: ""
   data:
     description: Keys to set in the release record; null values are ignored.
     type: dict
@@ -72,6 +86,20 @@ EXAMPLES = r"""
     root: /opt/field-service
     state: prune
     keep: 5
+
+- name: Unpack an uploaded release
+  fs_releases:
+    root: /opt/field-service
+    state: unpack
+    release_id: 3f2a9c1d0b7e
+    archive: /opt/field-service/releases/.3f2a9c1d0b7e.tar.gz
+    revision: "3f2a9c1d0b7e"
+
+- name: Serve it from the current link
+  fs_releases:
+    root: /opt/field-service
+    state: activate
+    release_id: 3f2a9c1d0b7e
 """
 
 RETURN = r"""
@@ -111,12 +139,16 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "root": {"type": "path", "required": True},
-            "state": {"type": "str", "choices": ["info", "record", "prune"], "default": "info"},
+            "state": {"type": "str", "choices": ["info", "record", "prune", "unpack", "activate"],
+                      "default": "info"},
+            "archive": {"type": "path"},
+            "revision": {"type": "str", "default": ""},
             "release_id": {"type": "str"},
             "data": {"type": "dict", "default": {}},
             "keep": {"type": "int", "default": 5},
         },
-        required_if=[("state", "record", ("release_id",))],
+        required_if=[("state", "record", ("release_id",)), ("state", "unpack", ("release_id", "archive")),
+                     ("state", "activate", ("release_id",))],
         supports_check_mode=True,
     )
     p = module.params
@@ -130,6 +162,15 @@ def main() -> None:
                 result["diff"] = {"before": before, "after": after}
                 if not module.check_mode:
                     store.write_record(p["root"], p["release_id"], after)
+        elif p["state"] == "unpack":
+            result["changed"] = store.unpack(p["root"], p["release_id"], p["archive"], p["revision"],
+                                             check=module.check_mode)
+        elif p["state"] == "activate":
+            before = store.current_id(p["root"])
+            result["changed"] = store.activate(p["root"], p["release_id"], check=module.check_mode)
+            if result["changed"]:
+                result["diff"] = {"before": f"current -> {before}\n",
+                                  "after": f"current -> {p['release_id']}\n"}
         elif p["state"] == "prune":
             doomed = store.plan_prune(p["root"], p["keep"])
             result["removed"] = doomed

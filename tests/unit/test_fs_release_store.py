@@ -126,3 +126,65 @@ def test_prune_properties(tmp_path_factory, n, keep, current):
     for d in doomed:
         for k in kept_unprotected:
             assert k > d  # ids sort like their activation dates here
+
+
+def make_archive(path, files):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_unpack_puts_a_complete_release_in_place_and_removes_the_archive(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "releases", "r1.partial", "junk"))  # left by a killed run
+    archive = os.path.join(root, "releases", ".r1.tar.gz")
+    make_archive(archive, {"app/main.py": "print(1)\n", "run.sh": "#!/bin/sh\n"})
+    assert store.unpack(root, "r1", archive, "r1\ndigest abc") is True
+    rel = os.path.join(root, "releases", "r1")
+    assert open(os.path.join(rel, "app", "main.py")).read() == "print(1)\n"
+    assert open(os.path.join(rel, "REVISION")).read() == "r1\ndigest abc\n"
+    assert os.stat(os.path.join(rel, "run.sh")).st_mode & 0o100
+    assert not os.path.exists(archive) and not os.path.exists(rel + ".partial")
+    assert [r.id for r in store.list_releases(root)] == ["r1"]
+    # again (a re-deploy of a release that is there): nothing but the archive goes
+    make_archive(archive, {"app/main.py": "print(2)\n"})
+    assert store.unpack(root, "r1", archive, "r1") is False
+    assert not os.path.exists(archive)
+    assert open(os.path.join(rel, "app", "main.py")).read() == "print(1)\n"
+
+
+def test_unpack_refuses_paths_out_of_the_release_and_leaves_nothing(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "releases"))
+    archive = os.path.join(root, "releases", ".r2.tar.gz")
+    make_archive(archive, {"../evil.txt": "x"})
+    with pytest.raises(store.ReleaseStoreError, match="cannot unpack"):
+        store.unpack(root, "r2", archive, "r2")
+    assert not os.path.exists(os.path.join(root, "evil.txt"))
+    assert os.listdir(os.path.join(root, "releases")) == [".r2.tar.gz"]
+    assert store.unpack(root, "r3", os.path.join(root, "nope.tgz"), "r3", check=True) is True
+    with pytest.raises(store.ReleaseStoreError, match="not on the server"):
+        store.unpack(root, "r3", os.path.join(root, "nope.tgz"), "r3")
+
+
+def test_activate_switches_the_link_atomically_and_only_when_needed(tmp_path):
+    root = str(tmp_path)
+    make_release(root, "aaa")
+    make_release(root, "bbb")
+    assert store.activate(root, "aaa") is True
+    assert os.readlink(os.path.join(root, "current")) == "releases/aaa"
+    assert store.activate(root, "aaa") is False
+    assert store.activate(root, "bbb", check=True) is True and store.current_id(root) == "aaa"
+    assert store.activate(root, "bbb") is True and store.current_id(root) == "bbb"
+    assert not os.path.lexists(os.path.join(root, ".current.new"))
+    with pytest.raises(store.ReleaseStoreError, match="does not exist"):
+        store.activate(root, "ccc")
+    with pytest.raises(store.ReleaseStoreError, match="not a release id"):
+        store.activate(root, "../x")

@@ -247,6 +247,7 @@ def test_a_container_that_never_gets_healthy_is_removed_and_the_old_ones_keep_se
     with pytest.raises(SwitchError) as err:
         switcher(eng, clock, svcs=svcs, ready_timeout=10).run()
     assert err.value.stage == "ready" and "fs_admin_bot_v2: health unhealthy" in str(err.value)
+    assert "The new release v2 did not become ready; its containers were removed" in str(err.value)
     assert sorted(eng.containers) == ["fs_admin_bot_v1", "fs_master_bot_v1", "fs_proxy", "fs_worker_v1",
                                       "other_admin_bot_v1"]
     assert eng.containers["fs_worker_v1"]["State"] == "running"  # the stopped recreate one is back
@@ -260,7 +261,7 @@ def test_a_container_that_cannot_start_gives_the_release_up_without_leaking_secr
     eng.fail_start.add("fs_master_bot_v2")
     with pytest.raises(SwitchError) as err:
         switcher(eng, clock).run()
-    assert err.value.stage == "start" and "could not start fs_master_bot_v2" in str(err.value)
+    assert err.value.stage == "start" and "Could not start fs_master_bot_v2" in str(err.value)
     assert "fs_admin_bot_v2" not in eng.containers and "fs_master_bot_v2" not in eng.containers
     assert eng.containers["fs_admin_bot_v1"]["State"] == "running"
 
@@ -284,6 +285,7 @@ def test_a_configuration_nginx_refuses_puts_the_previous_upstreams_back():
     with pytest.raises(SwitchError) as err:
         switcher(eng, clock).run()
     assert err.value.stage == "proxy" and "host not found in upstream" in str(err.value)
+    assert "previous upstreams were put back" in str(err.value)
     assert eng.files == before
     assert "fs_admin_bot_v2" not in eng.containers and eng.containers["fs_admin_bot_v1"]["State"] == "running"
     assert not [c for c in eng.calls if c[0] == "exec" and c[2] == "reload"]

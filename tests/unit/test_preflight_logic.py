@@ -260,3 +260,45 @@ def test_no_backend_is_a_skip_never_a_pass(monkeypatch):
     assert db is None and "no PostgreSQL server binaries" in why
     db, why = pf.pick_backend("none", "postgres:15", "fs", 10)
     assert db is None and "none" in why
+
+
+class _FakeEngine:
+    def __init__(self, info=None, exec_result=None, error=None):
+        self.info, self.exec_result, self.error = info, exec_result, error
+        self.calls = []
+
+    def request_json(self, method, path):
+        self.calls.append((method, path))
+        if self.error:
+            raise self.error
+        return self.info
+
+    def exec_run(self, container, cmd, timeout=60):
+        self.calls.append(("exec", container, cmd[-1]))
+        if self.error:
+            raise self.error
+        return self.exec_result
+
+
+def test_docker_root_comes_from_the_engine_or_the_fallback():
+    engine = _FakeEngine(info={"DockerRootDir": "/srv/docker"})
+    assert pf.docker_root(engine, "/var/lib/docker") == "/srv/docker"
+    assert pf.docker_root(_FakeEngine(info={}), "/var/lib/docker") == "/var/lib/docker"
+    assert pf.docker_root(_FakeEngine(error=OSError("no socket")), "/x") == "/x"
+
+
+@pytest.mark.parametrize("result,mb", [
+    ((0, "1\n", ""), 1),                    # rounded up
+    ((0, str(3 * 1048576) + "\n", ""), 3),  # exact
+    ((2, "", "database does not exist"), 0),
+    ((0, "not a number", ""), 0),
+])
+def test_database_size_in_mb(result, mb):
+    eng = _FakeEngine(exec_result=result)
+    assert pf.database_size_mb(eng, "db", "u", "d") == mb
+    assert eng.calls == [("exec", "db", "SELECT pg_database_size(current_database())")]
+
+
+def test_database_size_is_zero_without_a_container():
+    engine = _FakeEngine(error=RuntimeError("No such container"))
+    assert pf.database_size_mb(engine, "db", "u", "d") == 0
