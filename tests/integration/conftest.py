@@ -76,7 +76,23 @@ def _docker_problem() -> str | None:
 _PROBLEM: list = []
 
 
+# Test modules that write root's crontab (their deployments schedule backups,
+# or they run README command 1). Under pytest-xdist (scripts/test runs
+# `-n 2 --dist loadgroup`) they share one group, so one worker runs them one
+# after the other; every other module is a group of its own (its tests and
+# its module-scoped deployment stay on one worker).
+CRONTAB_MODULES = {"test_backup_playbooks", "test_deploy", "test_readme"}
+
+
+def _xdist_groups(items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+        group = "crontab" if module in CRONTAB_MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_collection_modifyitems(config, items):
+    _xdist_groups(items)
     marked = [item for item in items if item.get_closest_marker("integration")]
     if not marked:
         return

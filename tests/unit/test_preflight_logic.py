@@ -302,3 +302,23 @@ def test_database_size_in_mb(result, mb):
 def test_database_size_is_zero_without_a_container():
     engine = _FakeEngine(error=RuntimeError("No such container"))
     assert pf.database_size_mb(engine, "db", "u", "d") == 0
+
+
+@pytest.mark.skipif(not pf.LocalPostgres.usable(pf.find_pg_bin()), reason="no PostgreSQL server binaries")
+def test_a_second_throwaway_cluster_is_copied_from_the_first_ones_fresh_data():
+    clusters = []
+    try:
+        for _ in range(2):
+            cluster = pf.LocalPostgres(pf.find_pg_bin(), timeout=60)
+            clusters.append(cluster)
+            cluster.start()
+            url = cluster.create_db("t")
+            assert url.startswith("postgresql://postgres@127.0.0.1:")
+        # the first may have made the template (or found one); the second used it
+        assert clusters[1].from_template
+        template = clusters[1]._template_path()
+        assert template and os.path.isfile(os.path.join(template, "PG_VERSION"))
+        assert not os.path.exists(os.path.join(template, "postmaster.pid"))  # never started
+    finally:
+        for cluster in clusters:
+            cluster.stop()
