@@ -138,3 +138,31 @@ def test_exec_psql_in_postgres(api, pg):
         pg.name, ["psql", "-X", "-At", "-F", "|", "-U", "postgres", "-c", "SELECT 1, 'a'"]
     )
     assert (code, out, err) == (0, "1|a\n", "")
+
+
+def test_create_start_copy_stop_remove(api, test_network):
+    from fs_switch import tar_files
+
+    name = f"fs_test_health_api_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}"
+    body = {"Image": "python:3.11-slim", "Cmd": ["python", "-c", "import time; time.sleep(300)"],
+            "Labels": {"fs_test_health": "1"}, "StopTimeout": 1,
+            "HostConfig": {"NetworkMode": test_network}}
+    try:
+        assert api.inspect_image("python:3.11-slim")["Id"]
+        assert api.inspect_image("fs-no-such-image:never") is None
+        api.create_container(name, body)
+        api.start_container(name)
+        api.start_container(name)  # already running: fine
+        assert api.inspect_container(name)["State"]["Running"]
+        api.put_archive(name, "/tmp", tar_files({"hello.conf": "set $x 1;\n"}))
+        assert api.exec_run(name, ["cat", "/tmp/hello.conf"]) == (0, "set $x 1;\n", "")
+        started = time.monotonic()
+        api.stop_container(name, 1)  # SIGTERM is ignored by sleep as PID 1: SIGKILL after 1 s
+        assert time.monotonic() - started < 15
+        assert not api.inspect_container(name)["State"]["Running"]
+        api.stop_container(name, 1)  # stopped: fine
+    finally:
+        api.remove_container(name, force=True)
+    assert api.inspect_container(name) is None
+    api.remove_container(name, force=True)  # gone: fine
+    api.stop_container(name, 1)
