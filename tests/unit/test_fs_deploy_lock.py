@@ -102,3 +102,17 @@ def test_racing_runs_get_one_winner(tmp_path):
              for i in range(8)]
     outs = [p.communicate()[0].strip() for p in procs]
     assert outs.count("won") == 1 and outs.count("refused") == 7
+
+
+def test_the_whoami_lookup_describes_this_process_without_a_module():
+    import importlib.util
+    import os
+    import socket
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "lookup", "fs_whoami.py")
+    spec = importlib.util.spec_from_file_location("fs_whoami_lookup", path)
+    lookup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lookup)
+    (me,) = lookup.LookupModule().run([])
+    assert me["host"] == socket.gethostname() and me["user"]
+    assert me["pid"] == 0  # pytest does not run under ansible-playbook
