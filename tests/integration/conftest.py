@@ -91,6 +91,9 @@ def _xdist_groups(items) -> None:
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+# tryfirst: the groups must be there before pytest-xdist reads them (its own
+# hook in the worker adds the group to each test's id).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     _xdist_groups(items)
     marked = [item for item in items if item.get_closest_marker("integration")]
