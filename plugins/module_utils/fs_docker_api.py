@@ -256,14 +256,20 @@ class DockerClient:
     def version(self) -> dict:
         return self.request_json("GET", "/version")
 
-    def inspect_container(self, name: str) -> dict | None:
-        """The container's inspect dict, or None when it does not exist."""
+    @staticmethod
+    def _unless_missing(call, *args, **kwargs):
+        """``call(...)``, or None when the engine answers 404 (no such object)."""
         try:
-            return self.request_json("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json")
+            return call(*args, **kwargs)
         except DockerAPIError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def inspect_container(self, name: str) -> dict | None:
+        """The container's inspect dict, or None when it does not exist."""
+        return self._unless_missing(self.request_json, "GET",
+                                    f"/containers/{urllib.parse.quote(name, safe='')}/json")
 
     def list_containers(self, labels: dict | None = None, all: bool = True) -> list[dict]:  # noqa: A002
         """Containers (all states by default), optionally filtered by labels.
@@ -280,12 +286,8 @@ class DockerClient:
 
     def inspect_image(self, name: str) -> dict | None:
         """The image's inspect dict, or None when it is not there."""
-        try:
-            return self.request_json("GET", f"/images/{urllib.parse.quote(name, safe='')}/json")
-        except DockerAPIError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._unless_missing(self.request_json, "GET",
+                                    f"/images/{urllib.parse.quote(name, safe='')}/json")
 
     def create_container(self, name: str, body: dict) -> str:
         """Create a container from a ``POST /containers/create`` body; its id."""
@@ -299,21 +301,13 @@ class DockerClient:
     def stop_container(self, name: str, timeout: int) -> None:
         """SIGTERM (its stop signal), ``timeout`` seconds, then SIGKILL. A
         stopped or missing container is left as it is."""
-        try:
-            self.request("POST", f"/containers/{urllib.parse.quote(name, safe='')}/stop",
-                         {"t": str(int(timeout))}, timeout=max(self.timeout, int(timeout) + 30))
-        except DockerAPIError as exc:
-            if exc.status != 404:
-                raise
+        self._unless_missing(self.request, "POST", f"/containers/{urllib.parse.quote(name, safe='')}/stop",
+                             {"t": str(int(timeout))}, timeout=max(self.timeout, int(timeout) + 30))
 
     def remove_container(self, name: str, force: bool = False, volumes: bool = True) -> None:
         """Remove it with its anonymous volumes; a missing container is fine."""
-        try:
-            self.request("DELETE", f"/containers/{urllib.parse.quote(name, safe='')}",
-                         {"force": "1" if force else "0", "v": "1" if volumes else "0"})
-        except DockerAPIError as exc:
-            if exc.status != 404:
-                raise
+        self._unless_missing(self.request, "DELETE", f"/containers/{urllib.parse.quote(name, safe='')}",
+                             {"force": "1" if force else "0", "v": "1" if volumes else "0"})
 
     def put_archive(self, name: str, path: str, data: bytes) -> None:
         """Unpack a tar archive into the container's directory ``path``."""
