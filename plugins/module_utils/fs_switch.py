@@ -15,8 +15,10 @@ The sequence, per service strategy (docs/zero-downtime.md has the contract):
    service, ``<app>_<service>_<release>``). A container of that name that
    already runs with the same settings (the ``fs.config`` label, a hash of
    them) is kept; any other is replaced.
-4. Ready: every new container runs, is not restarting, is healthy when it
-   has a health check, and its readiness path answers 200 from the server.
+4. Ready: every new container runs, is not restarting, passes its health
+   check when it has one (the engine reports ``healthy``, or the check run
+   now by exec passes: no wait for the engine's ``--interval``), and its
+   readiness path answers 200 from the server.
 5. Services behind the proxy: their upstream files in the proxy container
    are rewritten, ``nginx -t`` checks the whole configuration, then one
    graceful ``nginx -s reload``. If the check or the reload fails, the
@@ -443,7 +445,8 @@ class Switcher:
 
         # 4. ready: running, healthy, and the readiness path answers 200
         ok, verdicts, reason, _ = wait_ready(self.client.inspect_container, plan.new, self.ready_timeout,
-                                             self.ready_interval, clock=self.clock, sleep=self.sleep)
+                                             self.ready_interval, clock=self.clock, sleep=self.sleep,
+                                             run_check=self._run_health_check)
         self.result["ready"] = {v.name: v.state == READY for v in verdicts}
         if not ok:
             self._give_up(reason, "ready")
@@ -500,6 +503,15 @@ class Switcher:
             self._stop_and_remove(c.name, c.stop_timeout)
         self._mark("old_stopped")
         return self.result
+
+    def _run_health_check(self, name: str, argv: list, timeout: float) -> bool:
+        """The container's own health check, run now (an exec) instead of at
+        the engine's next ``--interval``: passed or not."""
+        try:
+            rc, _, _ = self.client.exec_run(name, argv, timeout=min(timeout, 30.0))
+        except Exception:  # noqa: BLE001 - not passed; the engine's own checks still count
+            return False
+        return rc == 0
 
     def _switch_proxy(self, previous: dict, wanted: dict) -> None:
         try:

@@ -8,8 +8,9 @@ DOCUMENTATION = r"""
 module: fs_switch
 short_description: Switch an app's service containers to another release (blue/green, handoff, recreate)
 description:
-  - Starts the containers of O(release) beside the old ones, waits until each runs, is healthy
-    (when it has a health check) and answers its readiness path, points the proxy's upstreams
+  - Starts the containers of O(release) beside the old ones, waits until each runs, passes its
+    health check when it has one (run by the module, by exec, when the engine has not run it
+    yet) and answers its readiness path, points the proxy's upstreams
     at them with one checked, graceful nginx reload, then stops the old containers (SIGTERM,
     their stop timeout, SIGKILL) - those not behind the proxy first (a polling bot hands over to
     the new one in standby), the ones behind it once O(proxy.drain_seconds) have passed since
@@ -118,11 +119,11 @@ options:
     type: dict
     default: {}
   ready_timeout:
-    description: Seconds the new containers have to run and report healthy.
+    description: Seconds the new containers have to run and pass their health check.
     type: float
     default: 120
   probe_retries:
-    description: Attempts (one a second) at each readiness path once the containers are healthy.
+    description: Attempts (one a second) at each readiness path once the containers pass their health check.
     type: int
     default: 30
   proxy:

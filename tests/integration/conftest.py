@@ -78,17 +78,38 @@ _PROBLEM: list = []
 
 # Test modules that write root's crontab (their deployments schedule backups,
 # or they run README command 1). Under pytest-xdist (scripts/test runs
-# `-n 2 --dist loadgroup`) they share one group, so one worker runs them one
-# after the other; every other module is a group of its own (its tests and
-# its module-scoped deployment stay on one worker).
+# `-n 2 --dist loadgroup --no-loadscope-reorder`) they share one group, so
+# one worker runs them one after the other. test_zero_downtime and
+# test_rollback share one deployment (v1 then v2 under traffic, then the
+# rollbacks), so they share a group too, zero downtime first. Every other
+# module is a group of its own (its tests and its module-scoped deployment
+# stay on one worker).
 CRONTAB_MODULES = {"test_backup_playbooks", "test_deploy", "test_readme"}
+GROUPS = {**dict.fromkeys(CRONTAB_MODULES, "crontab"),
+          "test_zero_downtime": "v1_to_v2", "test_rollback": "v1_to_v2"}
+# The order the groups are handed out in: longest first (minutes of one
+# worker, measured), so that no long group starts last and leaves the other
+# worker idle at the end.
+GROUP_ORDER = ["crontab", "test_faults", "v1_to_v2", "test_preflight", "test_health_module"]
+MODULE_ORDER = ["test_deploy", "test_backup_playbooks", "test_readme", "test_zero_downtime", "test_rollback"]
+
+
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
 
 
 def _xdist_groups(items) -> None:
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
-        group = "crontab" if module in CRONTAB_MODULES else module
-        item.add_marker(pytest.mark.xdist_group(group))
+        module = _module(item)
+        item.add_marker(pytest.mark.xdist_group(GROUPS.get(module, module)))
+
+    def rank(item):
+        module = _module(item)
+        group = GROUPS.get(module, module)
+        return (GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER),
+                MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER))
+
+    items.sort(key=rank)  # stable: the tests of a module keep their order
 
 
 # tryfirst: the groups must be there before pytest-xdist reads them (its own
@@ -105,6 +126,41 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason=_PROBLEM[0])
         for item in marked:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def v1_then_v2_under_traffic(tmp_path_factory):
+    """v1 of the sample app, then v2 (a new migration, new containers)
+    deployed while webhook updates arrive through the proxy and updates are
+    queued for the polling bot. test_zero_downtime checks the traffic,
+    test_rollback then rolls this deployment back (same xdist group)."""
+    from harness import Deployment, failed_tasks, make_source
+    from traffic import TEST_RATE, PollingFeed, webhook_load, webhook_outcome
+
+    d = Deployment.isolated("fs_zd", lambda n: str(tmp_path_factory.mktemp(n)))
+    src = d.extravars["code_sync_source_dir"]
+    try:
+        make_source(src, 1)
+        first = d.run("deploy.yml")
+        assert first.rc == 0, failed_tasks(first)
+        v1 = d.current_release()
+
+        make_source(src, 2)
+        load = webhook_load(d, TEST_RATE).start()
+        feed = PollingFeed(d).start()
+        time.sleep(2)  # traffic flows before the deploy starts
+        second = d.run("deploy.yml")
+        time.sleep(2)  # and after it ended
+        samples = load.stop()
+        feed.stop()
+        assert second.rc == 0, failed_tasks(second)
+        yield {
+            "d": d, "v1": v1, "v2": d.current_release(),
+            "webhook": webhook_outcome(d, samples),
+            "polling": feed.measure(),
+        }
+    finally:
+        d.destroy()
 
 
 def unique(kind: str) -> str:

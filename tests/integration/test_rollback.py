@@ -1,6 +1,7 @@
 """playbooks/rollback.yml after a real v1 -> v2 deploy.
 
-Given v1 then v2 (a schema change) deployed, When the rollback runs, Then v1's
+Given v1 then v2 (a schema change) deployed (the deployment that
+test_zero_downtime deployed v2 to under traffic), When the rollback runs, Then v1's
 containers serve again from its kept image (no rebuild), the current link
 points at v1, the records say what happened, and the rollback log reads
 START ROLLBACK ... ROLLBACK SUCCESS. With rollback_restore_db=auto the
@@ -17,28 +18,19 @@ import re
 import time
 
 import pytest
-from harness import Deployment, changed_tasks, docker, failed_tasks, make_source
+from harness import changed_tasks, docker, failed_tasks
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def v1_then_v2(tmp_path_factory):
-    d = Deployment.isolated("fs_rb", lambda n: str(tmp_path_factory.mktemp(n)))
-    src = d.extravars["code_sync_source_dir"]
-    try:
-        make_source(src, 1)
-        r = d.run("deploy.yml")
-        assert r.status == "successful", failed_tasks(r)
-        d.rel1 = d.current_release()
-        time.sleep(1.1)
-        make_source(src, 2)
-        r = d.run("deploy.yml")
-        assert r.status == "successful", failed_tasks(r)
-        d.rel2 = d.current_release()
-        yield d
-    finally:
-        d.destroy()
+def v1_then_v2(v1_then_v2_under_traffic):
+    """v1 then v2 deployed: the deployment test_zero_downtime checked (it
+    runs first, on the same worker: conftest.py), rolled back here."""
+    d = v1_then_v2_under_traffic["d"]
+    d.rel1, d.rel2 = v1_then_v2_under_traffic["v1"], v1_then_v2_under_traffic["v2"]
+    assert d.current_release() == d.rel2
+    return d
 
 
 def messages(path):

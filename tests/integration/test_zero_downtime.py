@@ -14,43 +14,17 @@ The numbers at 200 requests/s are ``bench/zero_downtime.py`` and
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from harness import Deployment, failed_tasks, make_source
-from traffic import PollingFeed, webhook_load, webhook_outcome
+from traffic import TEST_RATE as RATE
 
 pytestmark = pytest.mark.integration
 
-RATE = 50  # webhook requests per second during the deploy
-
 
 @pytest.fixture(scope="module")
-def deployed_under_traffic(tmp_path_factory):
-    d = Deployment.isolated("fs_zd", lambda n: str(tmp_path_factory.mktemp(n)))
-    src = d.extravars["code_sync_source_dir"]
-    try:
-        make_source(src, 1)
-        first = d.run("deploy.yml")
-        assert first.rc == 0, failed_tasks(first)
-        v1 = d.current_release()
-
-        make_source(src, 2)
-        load = webhook_load(d, RATE).start()
-        feed = PollingFeed(d).start()
-        time.sleep(2)  # traffic flows before the deploy starts
-        second = d.run("deploy.yml")
-        time.sleep(2)  # and after it ended
-        samples = load.stop()
-        feed.stop()
-        assert second.rc == 0, failed_tasks(second)
-        yield {
-            "d": d, "v1": v1, "v2": d.current_release(),
-            "webhook": webhook_outcome(d, samples),
-            "polling": feed.measure(),
-        }
-    finally:
-        d.destroy()
+def deployed_under_traffic(v1_then_v2_under_traffic):
+    """The deployment of conftest.py (shared with test_rollback, which runs
+    after this module on the same worker)."""
+    return v1_then_v2_under_traffic
 
 
 def test_webhook_requests_never_fail_during_a_deploy(deployed_under_traffic):

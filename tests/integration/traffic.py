@@ -25,6 +25,9 @@ from load import LoadGenerator, summarize
 # The local inventory's bot tokens (inventory/local/group_vars/all.yml).
 ADMIN_TOKEN = "100001:demo-admin-token"
 MASTER_TOKEN = "100002:demo-master-token"
+# Webhook requests per second during the v2 deploy of the integration tests
+# (conftest.py, v1_then_v2_under_traffic); the benchmarks choose their own.
+TEST_RATE = 50
 
 
 def proxy_port(d: Deployment) -> int:

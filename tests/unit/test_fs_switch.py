@@ -53,6 +53,8 @@ class FakeDocker:
         self.fail_start: set[str] = set()
         self.missing_images: set[str] = set()
         self.unhealthy: set[str] = set()
+        self.starting: set[str] = set()  # the engine has not run the health check yet
+        self.check_fails: set[str] = set()  # the health check command exits 1
         self.nginx_test_rc = 0
         self.reload_rc = 0
         self.ip = 10
@@ -77,7 +79,8 @@ class FakeDocker:
         running = c["State"] == "running"
         doc = {"Config": {"Labels": c["Labels"], "Healthcheck": {"Test": ["CMD", "true"]}},
                "State": {"Running": running, "Status": c["State"], "Restarting": False, "ExitCode": 0,
-                         "Health": {"Status": "unhealthy" if name in self.unhealthy else "healthy"}},
+                         "Health": {"Status": "unhealthy" if name in self.unhealthy
+                                    else "starting" if name in self.starting else "healthy"}},
                "RestartCount": 0,
                "NetworkSettings": {"Networks": {NET: {"IPAddress": c.get("ip", "")}}}}
         return doc
@@ -110,6 +113,11 @@ class FakeDocker:
 
     def exec_run(self, container, cmd, timeout=60, **kw):
         self.calls.append(("exec", container, cmd[0] if cmd[0] != "sh" else "reload"))
+        if cmd == ["true"]:  # the services' health check (Healthcheck.Test above)
+            if container in self.containers and self.containers[container]["State"] != "running":
+                raise RuntimeError(f"container {container} is not running")
+            failing = container in self.unhealthy or container in self.check_fails
+            return (1, "", "") if failing else (0, "", "")
         if cmd[0] == "cat":
             return (0, self.files[cmd[1]], "") if cmd[1] in self.files else (1, "", "No such file")
         if cmd[0] == "nginx":
@@ -187,6 +195,32 @@ def test_blue_green_and_handoff_in_the_right_order():
     assert ("stop", "fs_master_bot_v1", 15) in eng.calls and ("stop", "fs_admin_bot_v1", 20) in eng.calls
 
 
+def test_readiness_does_not_wait_for_the_engines_next_health_check():
+    # The engine has not run the (every --interval) health check of the new
+    # containers yet: the switch runs it itself, and it passes at once.
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.starting.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    result = switcher(eng, clock).run()
+    assert result["switched"] and result["timings"]["ready"] == 0
+    assert ("exec", "fs_admin_bot_v2", "true") in eng.calls
+    assert ("exec", "fs_master_bot_v2", "true") in eng.calls
+
+
+def test_a_health_check_that_fails_when_run_keeps_the_container_waiting():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.starting.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    eng.check_fails.add("fs_master_bot_v2")
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, ready_timeout=5).run()
+    assert err.value.stage == "ready" and "fs_master_bot_v2: health starting" in str(err.value)
+    assert "fs_admin_bot_v2" not in str(err.value).split("not ready after")[1]
+    # asked again at every poll, until the timeout
+    assert len([c for c in eng.calls if c[:2] == ("exec", "fs_master_bot_v2")]) >= 5
+    assert sorted(eng.containers) == ["fs_admin_bot_v1", "fs_master_bot_v1", "fs_proxy", "other_admin_bot_v1"]
+
+
 def test_drain_time_is_waited_between_the_reload_and_the_old_proxied_stop():
     clock = FakeClock()
     eng = serving_v1(clock)
@@ -252,7 +286,7 @@ def test_a_container_that_never_gets_healthy_is_removed_and_the_old_ones_keep_se
                                       "other_admin_bot_v1"]
     assert eng.containers["fs_worker_v1"]["State"] == "running"  # the stopped recreate one is back
     assert eng.files["/etc/nginx/fs_upstream_admin_bot.conf"].endswith('"fs_admin_bot_v1:8080";\n')
-    assert not [c for c in eng.calls if c[0] in ("put", "exec")]
+    assert not [c for c in eng.calls if c[0] == "put" or (c[0] == "exec" and c[1] == "fs_proxy")]
 
 
 def test_a_container_that_cannot_start_gives_the_release_up_without_leaking_secrets():

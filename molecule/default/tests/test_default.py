@@ -1,6 +1,19 @@
 """What a user checks by hand after v1 then v2 were deployed."""
 
 import json
+import time
+
+
+def engine_health(host, container, wait=40):
+    """The engine's own health verdict: it runs the image's HEALTHCHECK every
+    --interval (10 s in the sample), so a container started by the last
+    deploy may still be "starting"; wait for the first verdict."""
+    deadline = time.monotonic() + wait
+    while True:
+        state = json.loads(host.check_output(f"docker inspect {container}"))[0]["State"]
+        if state["Health"]["Status"] != "starting" or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
 
 APP = "molecule_fs"
 ROOT = "/tmp/molecule-fs-default/app"
@@ -22,7 +35,7 @@ def psql(host, sql):
 def test_services_of_the_current_release_run(host):
     rel = current_release(host)
     for svc in ("admin_bot", "master_bot"):
-        state = json.loads(host.check_output(f"docker inspect {APP}_{svc}_{rel}"))[0]["State"]
+        state = engine_health(host, f"{APP}_{svc}_{rel}")
         assert state["Running"] and not state["Restarting"]
         assert state["Health"]["Status"] == "healthy"
     # nothing of an older release is left running
