@@ -1,6 +1,7 @@
 """The pre-deploy checks through the real deploy playbook.
 
-Given v1 of the sample app serving, when the next deploy's source (or the
+Given the sample app serving (the deployment test_zero_downtime and
+test_rollback used before), when the next deploy's source (or the
 server) fails one of the seed's checklist items, then the deploy stops on
 the control node with a message that names the check and the switch that
 skips it, and nothing on the server changed: the same release serves, with
@@ -58,15 +59,11 @@ def downgrade():
 
 
 @pytest.fixture(scope="module")
-def serving(tmp_path_factory):
-    d = Deployment.isolated("fs_pf", lambda n: str(tmp_path_factory.mktemp(n)))
-    try:
-        make_source(d.extravars["code_sync_source_dir"], 2)
-        r = d.run("deploy.yml")
-        assert r.rc == 0, failed_tasks(r)
-        yield d
-    finally:
-        d.destroy()
+def serving(v1_then_v2_under_traffic):
+    """The deployment of conftest.py, after test_zero_downtime and
+    test_rollback (same xdist group, they run first): v1 serves again on
+    schema 0001, v2's release is kept."""
+    return v1_then_v2_under_traffic["d"]
 
 
 def server_state(d: Deployment) -> tuple:
