@@ -206,7 +206,7 @@ def container_state(inspect: dict | None) -> dict:
     if not inspect:
         return {
             "exists": False, "id": None, "running": False, "restarting": False,
-            "restart_count": 0, "started_at": "", "status": "missing", "exit_code": None,
+            "restart_count": 0, "started_at": "", "finished_at": "", "status": "missing", "exit_code": None,
             "tty": False, "health": "",
         }
     state = inspect.get("State") or {}
@@ -217,11 +217,35 @@ def container_state(inspect: dict | None) -> dict:
         "restarting": bool(state.get("Restarting")),
         "restart_count": int(inspect.get("RestartCount") or 0),
         "started_at": str(state.get("StartedAt") or ""),
+        "finished_at": str(state.get("FinishedAt") or ""),
         "status": str(state.get("Status") or ("running" if state.get("Running") else "unknown")),
         "exit_code": state.get("ExitCode"),
         "tty": bool((inspect.get("Config") or {}).get("Tty")),
         "health": str((state.get("Health") or {}).get("Status") or ""),
     }
+
+
+def run_cutoff_ns(state: dict) -> int | None:
+    """Where the container's current run begins in its log (nanoseconds;
+    earlier lines belong to a previous run), None when every line counts.
+
+    Not ``StartedAt``: the engine stamps a log line when it reads it and
+    records ``StartedAt`` only once the process runs, so a line printed at
+    once can carry an earlier time (measured here: up to 2 ms on an idle
+    machine, more under load), and a critical line printed at start would be
+    missed. The previous run's ``FinishedAt`` is recorded after its last line
+    was read: that is the boundary. A container that never stopped before
+    has only this run in its log.
+    """
+    started = parse_docker_time(state.get("started_at"))
+    finished = parse_docker_time(state.get("finished_at"))
+    if started is None or started <= 0:
+        return None
+    if finished is not None and 0 < finished <= started:
+        return finished + 1
+    if finished is not None and finished > started:
+        return started  # stopped now: its last run began at StartedAt
+    return None
 
 
 def restarted_during_check(state: dict, baseline: dict | None) -> bool:
@@ -517,10 +541,8 @@ def _attempt(client, p: dict, tracked: dict, exec_timeout: float) -> dict:
         if state["exists"]:
             baselines[name] = {"id": track["id"], "restart_count": track["restart_count"],
                                "started_at": track["started_at"]}
-            started_ns = parse_docker_time(state["started_at"])
-            if started_ns is not None and started_ns <= 0:
-                started_ns = None  # never started: "0001-01-01T00:00:00Z"
-            since_ns = started_ns
+            run_ns = run_cutoff_ns(state)
+            since_ns = run_ns
             if track["cursor"] is not None and (since_ns is None or track["cursor"] >= since_ns):
                 since_ns = track["cursor"] + 1
             try:
@@ -531,7 +553,7 @@ def _attempt(client, p: dict, tracked: dict, exec_timeout: float) -> dict:
             except DockerError as exc:
                 errors.append(fetch_failure(name, "logs", f"cannot read the logs of {container}: {exc}"))
             else:
-                new = critical_lines(text, p["patterns"], since=started_ns)
+                new = critical_lines(text, p["patterns"], since=run_ns)
                 track["lines"] = (track["lines"] + new)[:MAX_CRITICAL_LINES]
                 last = last_log_timestamp(text)
                 if last is not None:

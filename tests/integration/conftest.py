@@ -80,9 +80,9 @@ _PROBLEM: list = []
 # or they run README command 1). Under pytest-xdist (scripts/test runs
 # `-n 2 --dist loadgroup --no-loadscope-reorder`) they share one group, so
 # one worker runs them one after the other. test_zero_downtime,
-# test_rollback and test_preflight share one deployment (v1 then v2 under
-# traffic, then the rollbacks, then the refused and the passing pre-deploy
-# checks), so they share a group too, in that order. Every other
+# test_preflight and test_rollback share one deployment (v1 then v2 under
+# traffic, then the refused deploys, which change nothing, then the
+# rollbacks), so they share a group too, in that order. Every other
 # module is a group of its own (its tests and its module-scoped deployment
 # stay on one worker).
 CRONTAB_MODULES = {"test_backup_playbooks", "test_deploy", "test_readme"}
@@ -93,7 +93,7 @@ GROUPS = {**dict.fromkeys(CRONTAB_MODULES, "crontab"),
 # worker idle at the end.
 GROUP_ORDER = ["crontab", "test_faults", "v1_to_v2", "test_health_module"]
 MODULE_ORDER = ["test_deploy", "test_backup_playbooks", "test_readme",
-                "test_zero_downtime", "test_rollback", "test_preflight"]
+                "test_zero_downtime", "test_preflight", "test_rollback"]
 
 
 def _module(item) -> str:
@@ -135,8 +135,8 @@ def v1_then_v2_under_traffic(tmp_path_factory):
     """v1 of the sample app, then v2 (a new migration, new containers)
     deployed while webhook updates arrive through the proxy and updates are
     queued for the polling bot. test_zero_downtime checks the traffic,
-    test_rollback then rolls this deployment back, and test_preflight
-    deploys to it (same xdist group, in that order)."""
+    test_preflight's deploys are refused by it, test_rollback then rolls it
+    back (same xdist group, in that order)."""
     from harness import Deployment, failed_tasks, make_source
     from traffic import TEST_RATE, PollingFeed, webhook_load, webhook_outcome
 
@@ -158,7 +158,7 @@ def v1_then_v2_under_traffic(tmp_path_factory):
         feed.stop()
         assert second.rc == 0, failed_tasks(second)
         yield {
-            "d": d, "v1": v1, "v2": d.current_release(),
+            "d": d, "v1": v1, "v2": d.current_release(), "v2_log": d.logs()[-1],
             "webhook": webhook_outcome(d, samples),
             "polling": feed.measure(),
         }

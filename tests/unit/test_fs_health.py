@@ -19,13 +19,14 @@ DB_OK = {"reachable": True, "error": None}
 
 
 def inspect(cid="c1", running=True, restarting=False, restarts=0, status=None, exit_code=0,
-            started=STARTED, tty=False):
+            started=STARTED, tty=False, finished="0001-01-01T00:00:00Z"):
     return {
         "Id": cid,
         "RestartCount": restarts,
         "State": {
             "Status": status or ("restarting" if restarting else "running" if running else "exited"),
             "Running": running, "Restarting": restarting, "ExitCode": exit_code, "StartedAt": started,
+            "FinishedAt": finished,
         },
         "Config": {"Tty": tty},
     }
@@ -478,7 +479,7 @@ def test_critical_line_fails_fast():
     assert r["reason"] == "worker: critical log line in fs_worker_r2: Traceback (most recent call last):"
 
 
-def test_logs_read_from_started_at_then_incrementally():
+def test_logs_read_from_the_start_of_the_run_then_incrementally():
     clock = FakeClock()
     c = SERVICES[0]["container"]
     logs = {c: ["2025-10-10T15:30:01.000000000Z INFO a\n", "2025-10-10T15:30:03.000000000Z CRITICAL b\n"]}
@@ -486,10 +487,37 @@ def test_logs_read_from_started_at_then_incrementally():
     engine = ScriptedEngine(clock, healthy_inspects(), logs=logs, beats=beats)
     r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
     calls = [since for name, since in engine.calls["logs"] if name == c]
-    assert calls[0] == h.ns_to_since(h.parse_docker_time(STARTED))
+    assert calls[0] is None  # its first run: the whole log is this run's
     assert calls[1] == h.ns_to_since(h.parse_docker_time("2025-10-10T15:30:01Z") + 1)
     assert r["status"] == h.FAILED and r["attempts"] == 2
     assert r["services"]["master_bot"]["critical_lines"] == ["CRITICAL b"]
+
+
+def test_run_cutoff_is_the_end_of_the_previous_run():
+    first = h.container_state(inspect())
+    assert h.run_cutoff_ns(first) is None  # never stopped: every line is this run's
+    restarted = h.container_state(inspect(finished="2025-10-10T15:29:59.5Z"))
+    assert h.run_cutoff_ns(restarted) == h.parse_docker_time("2025-10-10T15:29:59.5Z") + 1
+    stopped = h.container_state(inspect(running=False, finished="2025-10-10T15:31:00Z"))
+    assert h.run_cutoff_ns(stopped) == h.parse_docker_time(STARTED)
+    assert h.run_cutoff_ns(h.container_state(inspect(started="0001-01-01T00:00:00Z"))) is None
+
+
+def test_a_critical_line_stamped_just_before_started_at_counts():
+    # The engine stamps a line when it reads it and records StartedAt after
+    # the process runs: a line printed at once can carry an earlier time.
+    clock = FakeClock()
+    c = SERVICES[0]["container"]
+    inspects = healthy_inspects()
+    inspects[c] = [inspect(cid=c, finished="2025-10-10T15:29:50Z")]
+    logs = {c: ["2025-10-10T15:29:49.000000000Z CRITICAL previous run\n"
+                "2025-10-10T15:29:59.999000000Z CRITICAL at start\n"]}
+    engine = ScriptedEngine(clock, inspects, logs=logs)
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["services"]["master_bot"]["critical_lines"] == ["CRITICAL at start"]
+    calls = [since for name, since in engine.calls["logs"] if name == c]
+    assert calls[0] == h.ns_to_since(h.parse_docker_time("2025-10-10T15:29:50Z") + 1)
 
 
 def test_crash_loop_detected_during_the_check():
