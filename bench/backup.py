@@ -12,14 +12,14 @@ side, each preceded by the same warm-up:
 * ``floor_s``: ``pg_dump > /dev/null`` (what no backup can beat);
 * ``baseline_s`` / ``baseline_bytes``: ``pg_dump | gzip -6 > file`` (what
   users write by hand);
-* ``ours_s`` / ``ours_bytes``: ``fs_backup.py dump`` with gzip level 6
+* ``ours_s`` / ``ours_bytes``: ``fs-backup dump`` with gzip level 6
   (pigz when installed), age encryption to a public key and the SHA-256
   sidecar, written under a temporary name, fsynced and renamed;
 * ``ours_zstd3_s`` / ``ours_zstd3_bytes``: the same with ``--compress zstd
   --level 3`` (the role's ``backup_compress: zstd``), the option for speed;
 * ``restore_floor_s``: ``psql -v ON_ERROR_STOP=1 < plain.sql`` into a new
   database;
-* ``restore_s``: ``fs_backup.py restore`` of our file (checksum, age
+* ``restore_s``: ``fs-backup restore`` of our file (checksum, age
   decryption, gunzip, the same psql load into a new database, swap);
 * ``peak_rss_mb``: the backup program's own peak resident memory (VmHWM
   of its process) at ``--size-mb``, and ``peak_rss_mb_small`` at
@@ -45,7 +45,7 @@ import uuid
 
 from _support import ROOT, machine, write_result
 
-FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs_backup.py")
+FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs-backup")
 PG_IMAGE = os.environ.get("FS_POSTGRES_IMAGE", "postgres:15")
 USER, DB = "bench", "benchdb"
 DUMP_ARGS = ["pg_dump", "-U", USER, "-d", DB, "--no-owner", "--no-privileges", "--encoding=UTF8"]

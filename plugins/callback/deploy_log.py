@@ -1,4 +1,5 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Notification callback: the human deploy log the team's old scripts wrote."""
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ description:
     and nothing of its output.
   - Every line is flushed at once so the log can be followed with C(tail -f).
 requirements:
-  - Enabled in C(callbacks_enabled) (ansible.cfg C([defaults]) or E(ANSIBLE_CALLBACKS_ENABLED)).
+  - Enabled in C(callbacks_enabled) as C(fieldservice.deploy.deploy_log) (ansible.cfg C([defaults]) or
+    E(ANSIBLE_CALLBACKS_ENABLED)).
 options:
   log_dir:
     description:
       - Directory of the logs, created with mode C(0750) when missing (files are C(0640)).
       - A relative path is resolved against the directory above the playbook's directory
-        (the project root when the playbooks live in C(playbooks/)). C(~) and environment
-        variables are expanded.
+        (the project root when the playbooks live in C(playbooks/)), or against the current
+        directory when the playbook comes from an installed collection
+        (C(ansible-playbook fieldservice.deploy.deploy) run in an app's repository writes
+        C(<that repository>/deployment_logs/)). C(~) and environment variables are expanded.
     type: str
     default: deployment_logs
     ini:
@@ -150,6 +154,24 @@ def msg_lines(msg) -> list[str]:
     return lines
 
 
+def task_name(result) -> str:
+    """The task's own name, without the role it is in: ansible-core 2.19 gives
+    it as ``result.task_name``, 2.21 as ``<role fqcn> : <name>`` there."""
+    name = getattr(getattr(result, "task", None), "name", None)
+    return str(name or result.task_name or "")
+
+
+def project_dir(playbook_path: str) -> str:
+    """Where a relative log_dir is: the directory above the playbook's
+    (a checkout runs playbooks/deploy.yml), or the current directory when the
+    playbook comes from a collection (``ansible-playbook fieldservice.deploy.deploy``
+    from an app's repository: the logs belong to that repository, not to the
+    installed collection)."""
+    if "/ansible_collections/" in os.path.abspath(playbook_path).replace(os.sep, "/"):
+        return os.getcwd()
+    return os.path.dirname(os.path.dirname(os.path.abspath(playbook_path)))
+
+
 class CallbackModule(CallbackBase):
     """Writes deployment_logs/<prefix>_YYYYMMDD_HHMMSS.log for the listed playbooks."""
 
@@ -191,8 +213,7 @@ class CallbackModule(CallbackBase):
     def _resolve_dir(self, playbook_path: str) -> str:
         log_dir = os.path.expandvars(os.path.expanduser(self.log_dir))
         if not os.path.isabs(log_dir):
-            project = os.path.dirname(os.path.dirname(os.path.abspath(playbook_path)))
-            log_dir = os.path.join(project, log_dir)
+            log_dir = os.path.join(project_dir(playbook_path), log_dir)
         return os.path.normpath(log_dir)
 
     def _open(self, log_dir: str, prefix: str):
@@ -283,7 +304,7 @@ class CallbackModule(CallbackBase):
             return
         if result.task.action not in DEBUG_ACTIONS:
             return
-        if not str(result.task_name or "").startswith(LINE_PREFIX):
+        if not task_name(result).startswith(LINE_PREFIX):
             return
         self._add_pending(result)
 
@@ -291,7 +312,7 @@ class CallbackModule(CallbackBase):
         if self._fh is None or ignore_errors:
             return
         self._flush_pending()
-        task = one_line(result.task_name, 200)
+        task = one_line(task_name(result), 200)
         self._write(f"ERROR: {task} on {result.host.get_name()}: {self._error_text(result)}")
 
     def v2_runner_on_unreachable(self, result):

@@ -15,7 +15,8 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs_backup.py")
+# The backup program's entry script (the package fs_backup/ is beside it, as the role installs it).
+FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs-backup")
 VENV_BIN = os.path.dirname(sys.executable)
 PG_IMAGE = "postgres:15"
 

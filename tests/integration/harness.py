@@ -146,9 +146,6 @@ class Deployment:
             envvars={
                 "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
                 "DEPLOY_LOG_DIR": self.log_dir,
-                # ansible-runner sets this variable for its own callback; ours
-                # is added in front of it (ansible.cfg's value would be lost).
-                "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "plugins", "callback"),
                 "ANSIBLE_PYTHON_INTERPRETER": PYTHON,
             },
             quiet=True,

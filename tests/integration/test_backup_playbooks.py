@@ -65,7 +65,6 @@ def run(d: Deployment, playbook: str, cmdline: str | None = None, **extra) -> an
         private_data_dir=private, playbook=os.path.join(ROOT, "playbooks", playbook),
         inventory=INVENTORY, extravars=d.vars(**extra), cmdline=cmdline,
         envvars={"ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "DEPLOY_LOG_DIR": d.log_dir,
-                 "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "plugins", "callback"),
                  "ANSIBLE_PYTHON_INTERPRETER": PYTHON},
         quiet=True, timeout=600)
 
@@ -331,8 +330,8 @@ def test_cleanup_check_mode_lists_exactly_what_would_go_and_deletes_nothing(app)
         line = next(x for x in lines if x.startswith(folder + ":"))
         assert line.startswith(f"{folder}: would delete {', '.join(expect[folder])}; kept "), line
     assert {f: backups(d, f) for f in planted} == snapshot
-    cloud = task_result(r, "Say what was deleted in the cloud")["msg"]
-    assert all("would delete" in x for x in cloud)
+    cloud = [x for x in lines if x.startswith("cloud ")]
+    assert cloud and all("would delete" in x for x in cloud)
 
     r = run(d, "cleanup_backups.yml")
     assert r.status == "successful", failed_tasks(r)

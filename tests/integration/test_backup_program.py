@@ -483,10 +483,10 @@ def test_restore_refuses_bad_files_before_touching_the_database(setup, pg, tmp_p
 
         # names that do not exist or leave the backup folders
         for bad, message in (("field_service_20200101_000000.sql.gz.age", "no backup named"),
-                             ("../daily/" + name, "refusing backup name"),
-                             (path, "refusing backup name"),
-                             (name + ".sha256", "refusing backup name"),
-                             ("..", "refusing backup name")):
+                             ("../daily/" + name, "Refusing backup name"),
+                             (path, "Refusing backup name"),
+                             (name + ".sha256", "Refusing backup name"),
+                             ("..", "Refusing backup name")):
             result = restore("--name", bad)
             assert result.returncode == 1 and message in error_line(result.stderr), bad
             located = run_program("locate", bad, "--config", config)
@@ -588,3 +588,30 @@ def test_cloud_refuses_unencrypted_uploads_and_reports_a_failed_upload(setup, pg
     assert result.returncode == 4
     assert "its cloud copy failed" in error_line(result.stderr)
     assert "last_upload_failure" in status(root)["schedules"]["daily"]
+
+
+# ---------------------------------------------------------------------------
+# The configuration and the rotation on demand
+
+
+def test_check_config_passes_and_rotate_agrees_with_the_rotation_of_run(setup):
+    make, root, _ = setup
+    config = make()
+    checked = run_program("check-config", "--config", config, "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
+    old = [f"field_service_202401{d:02d}_020000.sql.gz.age" for d in range(1, 10)]
+    os.makedirs(root / "daily")
+    for name in old:
+        (root / "daily" / name).write_bytes(b"old")
+        (root / "daily" / (name + ".sha256")).write_text("0" * 64 + f"  {name}\n")
+    planned = run_program("rotate", "--config", config, "--schedule", "daily", "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["folders"]["daily"]["delete"] == old[:2][::-1]
+    made = run_program("run", "daily", "--config", config, "--json")
+    assert made.returncode == 0, made.stderr
+    # run's rotation, with one backup more, deleted one more; rotate now finds nothing to do
+    assert json.loads(made.stdout)["rotation"]["delete"] == old[:3][::-1]
+    again = run_program("rotate", "--config", config, "--json")
+    assert again.returncode == 0, again.stderr
+    assert all(plan["delete"] == [] for plan in json.loads(again.stdout)["folders"].values())

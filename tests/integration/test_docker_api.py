@@ -1,12 +1,13 @@
-"""fs_docker_api against the real Docker engine (no mocks)."""
+"""module_utils/docker_api.py against the real Docker engine (no mocks)."""
 
 from __future__ import annotations
 
 import os
 import time
 
-import fs_docker_api as d
 import pytest
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils import docker_api as d
 
 DOCKER_HOST = os.environ.get("FS_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 
@@ -141,7 +142,7 @@ def test_exec_psql_in_postgres(api, pg):
 
 
 def test_create_start_copy_stop_remove(api, test_network):
-    from fs_switch import tar_files
+    from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import tar_files
 
     name = f"fs_test_health_api_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}"
     body = {"Image": "python:3.11-slim", "Cmd": ["python", "-c", "import time; time.sleep(300)"],

@@ -270,7 +270,7 @@ def test_cron_backup_during_a_deploy_is_serialized(served):
     # a scheduled backup starts while the deploy runs; both take the same lock
     time.sleep(3)
     cron = subprocess.run(
-        ["python3", os.path.join(ROOT, "roles", "backup", "files", "fs_backup.py"), "dump",
+        ["python3", os.path.join(ROOT, "roles", "backup", "files", "fs-backup"), "dump",
          "--db-container", f"{d.name}_db", "--db-user", "field_service", "--db-name", "field_service",
          "--dest-dir", os.path.join(d.backup_root, "daily"),
          "--name-format", "field_service_%Y%m%d_%H%M%S.sql.gz",

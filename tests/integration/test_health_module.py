@@ -1,4 +1,4 @@
-"""fs_health_check end to end: ansible-playbook runs the module against real containers.
+"""The health_check module end to end: ansible-playbook runs the module against real containers.
 
 A real postgres:15 container holds the heartbeats table; python:3.11-slim
 containers act as the services and print log lines. Nothing is mocked.
@@ -31,7 +31,7 @@ def no_heartbeats(pg, run_sql):
 
 
 def run_module(tmp_path, args: dict, check: bool = False) -> dict:
-    """Run fs_health_check once through ansible-playbook; return the registered result (+ rc)."""
+    """Run the health_check module once through ansible-playbook; return the registered result (+ rc)."""
     out = tmp_path / "result.json"
     if out.exists():
         out.unlink()
@@ -42,7 +42,8 @@ def run_module(tmp_path, args: dict, check: bool = False) -> dict:
         "hosts": "localhost",
         "gather_facts": False,
         "tasks": [
-            {"name": "check", "fs_health_check": args, "register": "health", "ignore_errors": True},
+            {"name": "check", "fieldservice.deploy.health_check": args, "register": "health",
+             "ignore_errors": True},
             {"name": "save", "ansible.builtin.copy": {"content": "{{ health | to_json }}", "dest": str(out)},
              "check_mode": False},
         ],
@@ -54,8 +55,7 @@ def run_module(tmp_path, args: dict, check: bool = False) -> dict:
     env = dict(os.environ)
     env.update({
         "ANSIBLE_CONFIG": str(cfg),
-        "ANSIBLE_LIBRARY": os.path.join(ROOT, "plugins", "modules"),
-        "ANSIBLE_MODULE_UTILS": os.path.join(ROOT, "plugins", "module_utils"),
+        "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, "playbooks", "collections"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
         "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
         "ANSIBLE_NOCOLOR": "1",

@@ -1,4 +1,6 @@
-"""Unit tests import the plain-Python logic of the modules directly."""
+"""Unit tests import the plain-Python logic of the modules directly: the
+module_utils by their file names, the backup program as the package
+``fs_backup`` (roles/backup/files/fs_backup)."""
 
 import os
 import sys

@@ -12,12 +12,10 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CALLBACK_DIR = os.path.join(ROOT, "plugins", "callback")
+COLLECTIONS = os.path.join(ROOT, "playbooks", "collections")
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 if not os.path.exists(ANSIBLE_PLAYBOOK):
     ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook") or ANSIBLE_PLAYBOOK
-
-pytestmark = pytest.mark.skipif(not os.path.exists(ANSIBLE_PLAYBOOK), reason="ansible-playbook not installed")
 
 LINE_RE = re.compile(r"^\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\] (.*)$")
 SECRET = "S3cr3t-hunter2-xyzzy"
@@ -44,8 +42,8 @@ def run_playbook(project, name, body, hosts="localhost", env=None):
     run_env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "DEPLOY_LOG_"))}
     run_env.update(
         ANSIBLE_CONFIG=cfg,
-        ANSIBLE_CALLBACK_PLUGINS=CALLBACK_DIR,
-        ANSIBLE_CALLBACKS_ENABLED="deploy_log",
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_CALLBACKS_ENABLED="fieldservice.deploy.deploy_log",
         ANSIBLE_LOCAL_TEMP=os.path.join(project, ".ansible-tmp"),
         ANSIBLE_HOST_KEY_CHECKING="false",
         ANSIBLE_SSH_ARGS="-o ConnectTimeout=3 -o BatchMode=yes",
@@ -399,11 +397,8 @@ def test_bad_playbooks_option_is_a_clear_warning_not_a_crash(tmp_path):
 
 @pytest.fixture()
 def plugin():
-    sys.path.insert(0, CALLBACK_DIR)
-    try:
-        import deploy_log
-    finally:
-        sys.path.remove(CALLBACK_DIR)
+    from ansible_collections.fieldservice.deploy.plugins.callback import deploy_log
+
     return deploy_log
 
 
@@ -433,3 +428,45 @@ def test_helpers(plugin):
         plugin.parse_playbooks("{not json")
     with pytest.raises(AnsibleError, match="prefix"):
         plugin.parse_playbooks({"deploy.yml": {"kind": "D", "prefix": "../evil"}})
+
+
+def test_relative_log_dir_belongs_to_the_checkout_or_to_the_app_repository(plugin, tmp_path, monkeypatch):
+    # a checkout: <project>/playbooks/deploy.yml -> <project>
+    assert plugin.project_dir("/srv/tool/playbooks/deploy.yml") == "/srv/tool"
+    # an installed collection, run from an app's repository: the logs go there
+    monkeypatch.chdir(tmp_path)
+    installed = "/home/u/.ansible/collections/ansible_collections/fieldservice/deploy/playbooks/deploy.yml"
+    assert plugin.project_dir(installed) == str(tmp_path)
+
+
+DEPLOY_WITH_ROLES = """
+- name: Deploy
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Back up
+      ansible.builtin.include_role:
+        name: steps
+        tasks_from: backup
+    - name: Fail in a role
+      ansible.builtin.include_role:
+        name: steps
+        tasks_from: fail
+"""
+
+
+def test_lines_and_errors_of_tasks_in_roles_carry_the_task_name_alone(tmp_path):
+    # ansible-core 2.21 names a role's task "<role> : <name>" in its results;
+    # the log keys on the task's own name and writes it without the role
+    project = str(tmp_path)
+    tasks = tmp_path / "playbooks" / "roles" / "steps" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "backup.yml").write_text(
+        '- name: "Deploy log: creating backup"\n  ansible.builtin.debug:\n    msg: Creating backup...\n')
+    (tasks / "fail.yml").write_text(
+        "- name: Apply the migrations\n  ansible.builtin.fail:\n    msg: alembic failed\n")
+    res = run_playbook(project, "deploy.yml", DEPLOY_WITH_ROLES)
+    assert res.returncode != 0
+    assert read_lines(only_log(project)) == [
+        "START DEPLOYMENT", "Creating backup...", "ERROR: Apply the migrations on localhost: alembic failed",
+        "DEPLOYMENT FAILED"]

@@ -1,4 +1,4 @@
-"""The plain-Python logic of the pre-deploy checks (plugins/module_utils/fs_preflight.py)."""
+"""The plain-Python logic of the pre-deploy checks (plugins/module_utils/preflight.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import os
 import sys
 from types import SimpleNamespace
 
-import fs_preflight as pf
-import fs_release
 import pytest
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils import preflight as pf
+from ansible_collections.fieldservice.deploy.plugins.module_utils import source
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils import migrations_check as mc
 
 # -- TODO markers ---------------------------------------------------------------
 
 
-def scan(tmp_path, files: dict, pattern=pf.DEFAULT_TODO_PATTERN, exclude=fs_release.DEFAULT_EXCLUDE):
+def scan(tmp_path, files: dict, pattern=pf.DEFAULT_TODO_PATTERN, exclude=source.DEFAULT_EXCLUDE):
     for rel, content in files.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +23,7 @@ def scan(tmp_path, files: dict, pattern=pf.DEFAULT_TODO_PATTERN, exclude=fs_rele
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")
-    return pf.scan_markers(str(tmp_path), fs_release.walk_source(str(tmp_path), exclude), pattern)
+    return pf.scan_markers(str(tmp_path), source.walk_source(str(tmp_path), exclude), pattern)
 
 
 @pytest.mark.parametrize("line", [
@@ -196,10 +198,10 @@ def test_real_disk_is_measured(tmp_path):
 
 
 def test_heads_are_parsed():
-    assert pf.parse_heads("0002 (head)\n") == ["0002"]
-    assert pf.parse_heads("INFO something\n0003a (head)\n0003b (head)\n") == ["0003a", "0003b"]
-    assert pf.parse_heads("") == []
-    assert pf.parse_heads("abc (effective head)\n") == ["abc"]
+    assert mc.parse_heads("0002 (head)\n") == ["0002"]
+    assert mc.parse_heads("INFO something\n0003a (head)\n0003b (head)\n") == ["0003a", "0003b"]
+    assert mc.parse_heads("") == []
+    assert mc.parse_heads("abc (effective head)\n") == ["abc"]
 
 
 class FakeDatabase:
@@ -235,7 +237,7 @@ def test_upgrade_runs_from_each_serving_revision_on_its_own_database(tmp_path):
     log = tmp_path / "log"
     env = dict(os.environ, LOG=str(log))
     db = FakeDatabase()
-    result = pf.check_upgrade(db, fake_command(tmp_path), ["0001", "", "0001"], str(tmp_path), 30, env)
+    result = mc.check_upgrade(db, fake_command(tmp_path), ["0001", "", "0001"], str(tmp_path), 30, env)
     assert result["ok"], result
     assert db.created == ["preflight_0", "preflight_1"]
     assert log.read_text().splitlines() == [
@@ -247,18 +249,18 @@ def test_upgrade_runs_from_each_serving_revision_on_its_own_database(tmp_path):
 
 def test_a_failing_upgrade_is_reported_with_its_output(tmp_path):
     env = dict(os.environ, LOG=str(tmp_path / "log"), FAIL_ON="head")
-    result = pf.check_upgrade(FakeDatabase(), fake_command(tmp_path), ["0001"], str(tmp_path), 30, env)
+    result = mc.check_upgrade(FakeDatabase(), fake_command(tmp_path), ["0001"], str(tmp_path), 30, env)
     assert not result["ok"]
     assert "upgrading from 0001 to head failed (exit 1)" in result["reason"]
     assert "ProgrammingError: boom" in result["reason"]
 
 
 def test_no_backend_is_a_skip_never_a_pass(monkeypatch):
-    monkeypatch.setattr(pf, "find_pg_bin", lambda dirs=None: None)
-    monkeypatch.setattr(pf.DockerPostgres, "usable", staticmethod(lambda docker="docker": False))
-    db, why = pf.pick_backend("auto", "postgres:15", "fs", 10)
+    monkeypatch.setattr(mc, "find_pg_bin", lambda dirs=None: None)
+    monkeypatch.setattr(mc.DockerPostgres, "usable", staticmethod(lambda docker="docker": False))
+    db, why = mc.pick_backend("auto", "postgres:15", "fs", 10)
     assert db is None and "no PostgreSQL server binaries" in why
-    db, why = pf.pick_backend("none", "postgres:15", "fs", 10)
+    db, why = mc.pick_backend("none", "postgres:15", "fs", 10)
     assert db is None and "none" in why
 
 
@@ -304,12 +306,13 @@ def test_database_size_is_zero_without_a_container():
     assert pf.database_size_mb(engine, "db", "u", "d") == 0
 
 
-@pytest.mark.skipif(not pf.LocalPostgres.usable(pf.find_pg_bin()), reason="no PostgreSQL server binaries")
 def test_a_second_throwaway_cluster_is_copied_from_the_first_ones_fresh_data():
+    # scripts/setup installs PostgreSQL's server binaries: without them this fails, not skips
+    assert mc.LocalPostgres.usable(mc.find_pg_bin()), "no PostgreSQL server binaries (initdb, pg_ctl)"
     clusters = []
     try:
         for _ in range(2):
-            cluster = pf.LocalPostgres(pf.find_pg_bin(), timeout=60)
+            cluster = mc.LocalPostgres(mc.find_pg_bin(), timeout=60)
             clusters.append(cluster)
             cluster.start()
             url = cluster.create_db("t")

@@ -21,10 +21,12 @@ import psycopg
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT.parent
 sys.path.insert(0, str(PROJECT))  # field_service, whatever the current directory
-# The stand-in Bot API: FAKE_TELEGRAM_DIR, else the sibling examples/fake_telegram
-# (the deploy tool's preflight sets FAKE_TELEGRAM_DIR when it runs these tests
-# from a copy of the app).
-sys.path.insert(0, os.environ.get("FAKE_TELEGRAM_DIR") or str(EXAMPLES / "fake_telegram"))
+# The stand-in Bot API: FAKE_TELEGRAM_DIR, else the deploy tool's own copy
+# (roles/demo_telegram/files of the repository this sample lives in; the
+# tool's preflight sets FAKE_TELEGRAM_DIR when it runs these tests from a copy
+# of the app).
+sys.path.insert(0, os.environ.get("FAKE_TELEGRAM_DIR")
+                or str(EXAMPLES.parent / "roles" / "demo_telegram" / "files"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
 

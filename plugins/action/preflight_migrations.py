@@ -1,0 +1,44 @@
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin: the migrations pre-deploy check, on the control node.
+
+Documented in plugins/modules/preflight_migrations.py; the logic is
+plugins/plugin_utils/migrations_check.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils import migrations_check
+
+ARGUMENT_SPEC = {
+    "path": {"type": "path", "required": True},
+    "command": {"type": "list", "elements": "str", "required": True},
+    "from_revisions": {"type": "list", "elements": "str", "default": []},
+    "check_heads": {"type": "bool", "default": True},
+    "check_upgrade": {"type": "bool", "default": True},
+    "database": {"type": "str", "choices": ["auto", "local", "docker", "none"], "default": "auto"},
+    "image": {"type": "str", "default": "postgres:15"},
+    "name_prefix": {"type": "str", "default": "fs"},
+    "url_var": {"type": "str", "default": "DATABASE_URL"},
+    "pg_bin_dirs": {"type": "list", "elements": "path", "default": []},
+    "timeout": {"type": "int", "default": 300},
+    "env": {"type": "dict", "default": {}},
+}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        dummy, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in params["env"].items()})
+        result.update(migrations_check.run_check(params, env))
+        return result

@@ -1,0 +1,261 @@
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Release records on the server: what was deployed, when, and what to keep.
+
+Every release lives in ``<root>/releases/<id>/`` and carries ``RELEASE.json``.
+"current" is read from the ``<root>/current`` link and "previous" from the
+records' activation times, never from directory mtimes (they lie after a copy
+or a restore). Plain stdlib so that it runs without Ansible and is unit tested
+as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+
+RECORD_NAME = "RELEASE.json"
+
+
+class ReleaseStoreError(Exception):
+    """A release store operation that cannot be done, with the reason."""
+
+
+@dataclass
+class Release:
+    id: str
+    path: str
+    record: dict = field(default_factory=dict)
+
+    @property
+    def activated_at(self) -> str:
+        return str(self.record.get("activated_at") or "")
+
+    @property
+    def created_at(self) -> str:
+        return str(self.record.get("created_at") or "")
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "path": self.path, **self.record}
+
+
+def _valid_id(release_id: str) -> bool:
+    return (
+        bool(release_id)
+        and not release_id.startswith(".")
+        and "/" not in release_id
+        and release_id not in ("current", "..")
+        and not release_id.endswith(".partial")
+    )
+
+
+def releases_dir(root: str) -> str:
+    return os.path.join(root, "releases")
+
+
+def read_record(path: str) -> dict:
+    try:
+        with open(os.path.join(path, RECORD_NAME), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        # A damaged record must not hide the release: treat it as empty.
+        return {}
+
+
+def list_releases(root: str) -> list[Release]:
+    """All complete releases (a directory with a REVISION file)."""
+    base = releases_dir(root)
+    if not os.path.isdir(base):
+        return []
+    found = []
+    for name in sorted(os.listdir(base)):
+        path = os.path.join(base, name)
+        if not _valid_id(name) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        if not os.path.exists(os.path.join(path, "REVISION")):
+            continue
+        found.append(Release(name, path, read_record(path)))
+    return found
+
+
+def current_id(root: str) -> str | None:
+    link = os.path.join(root, "current")
+    if not os.path.islink(link):
+        return None
+    return os.path.basename(os.readlink(link).rstrip("/")) or None
+
+
+def ordered(releases: list[Release]) -> list[Release]:
+    """Newest first: by activation time, then creation time, then id."""
+    return sorted(
+        releases,
+        key=lambda r: (r.activated_at, r.created_at, r.id),
+        reverse=True,
+    )
+
+
+def failed_health(release: Release) -> bool:
+    """The release's deploy failed its health check (and was rolled back
+    automatically): its record's ``health`` is a reason, not PASSED."""
+    health = release.record.get("health")
+    return bool(health) and health != "PASSED"
+
+
+def previous_id(root: str, releases: list[Release] | None = None) -> str | None:
+    """The most recently activated release other than the current one whose
+    deploy did not fail its health check (a broken release is not where a
+    rollback should go by default; it can still be named explicitly)."""
+    cur = current_id(root)
+    for rel in ordered(releases if releases is not None else list_releases(root)):
+        if rel.id != cur and rel.activated_at and not failed_health(rel):
+            return rel.id
+    return None
+
+
+def info(root: str) -> dict:
+    rels = list_releases(root)
+    return {
+        "current": current_id(root),
+        "previous": previous_id(root, rels),
+        "releases": [r.as_dict() for r in ordered(rels)],
+    }
+
+
+def plan_prune(root: str, keep: int) -> list[str]:
+    """Ids to delete so that at most ``keep`` releases remain.
+
+    The current and the previous release are never deleted, whatever ``keep``
+    says; the newest releases (by record, not mtime) are kept first.
+    """
+    if keep < 1:
+        raise ReleaseStoreError("keep must be at least 1")
+    rels = ordered(list_releases(root))
+    protected = {current_id(root), previous_id(root, rels)} - {None}
+    kept = [r.id for r in rels if r.id in protected]
+    doomed = []
+    for rel in rels:
+        if rel.id in protected:
+            continue
+        if len(kept) < keep:
+            kept.append(rel.id)
+        else:
+            doomed.append(rel.id)
+    return doomed
+
+
+def prune(root: str, ids: list[str]) -> None:
+    for rid in ids:
+        if not _valid_id(rid):
+            raise ReleaseStoreError(f"refusing to delete {rid!r}: not a release id")
+        path = os.path.join(releases_dir(root), rid)
+        # Rename first so that a half-deleted release never looks complete.
+        doomed = os.path.join(releases_dir(root), f".{rid}.deleting")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed)
+
+
+def merged_record(root: str, release_id: str, updates: dict) -> tuple[dict, dict]:
+    """(before, after) of the release's record with ``updates`` applied."""
+    if not _valid_id(release_id):
+        raise ReleaseStoreError(f"{release_id!r} is not a release id")
+    path = os.path.join(releases_dir(root), release_id)
+    if not os.path.isdir(path):
+        raise ReleaseStoreError(f"release {release_id} does not exist under {releases_dir(root)}")
+    before = read_record(path)
+    after = dict(before)
+    after.update({k: v for k, v in updates.items() if v is not None})
+    after["id"] = release_id
+    return before, after
+
+
+def write_record(root: str, release_id: str, record: dict) -> None:
+    path = os.path.join(releases_dir(root), release_id)
+    fd, tmp = tempfile.mkstemp(prefix=".RELEASE.", dir=path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(path, RECORD_NAME))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def release_present(root: str, release_id: str) -> bool:
+    """The release is complete on the server (its REVISION file is there)."""
+    return os.path.isfile(os.path.join(releases_dir(root), release_id, "REVISION"))
+
+
+def unpack(root: str, release_id: str, archive: str, revision: str, check: bool = False) -> bool:
+    """Put an uploaded source archive in place as ``releases/<id>/``.
+
+    Unpacked into ``<id>.partial`` (what a killed run left there is removed
+    first), the REVISION file written, then renamed into place, so a release
+    directory is always complete. The archive is removed. False (nothing
+    done but removing the archive) when the release is already there.
+    """
+    if not _valid_id(release_id):
+        raise ReleaseStoreError(f"{release_id!r} is not a release id")
+    final = os.path.join(releases_dir(root), release_id)
+    if release_present(root, release_id):
+        if not check and os.path.exists(archive):
+            os.unlink(archive)
+        return False
+    if check:
+        return True
+    if not os.path.isfile(archive):
+        raise ReleaseStoreError(f"the source archive {archive} is not on the server")
+    partial = final + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial, mode=0o755)
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(partial, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                for member in tar.getmembers():
+                    if member.name.startswith("/") or ".." in member.name.split("/"):
+                        raise ReleaseStoreError(f"unsafe path in the archive: {member.name}")
+                tar.extractall(partial)
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ReleaseStoreError(f"cannot unpack {archive}: {exc}") from exc
+    with open(os.path.join(partial, "REVISION"), "w", encoding="utf-8") as fh:
+        fh.write(revision if revision.endswith("\n") else revision + "\n")
+    os.chmod(os.path.join(partial, "REVISION"), 0o644)
+    if os.path.exists(final):  # an incomplete release (no REVISION): replaced
+        shutil.rmtree(final)
+    os.rename(partial, final)
+    os.unlink(archive)
+    return True
+
+
+def activate(root: str, release_id: str, check: bool = False) -> bool:
+    """Point ``<root>/current`` at ``releases/<id>`` atomically (a new link
+    under a temporary name renamed over the old one: ``current`` is never
+    missing). False when it already points there."""
+    if not _valid_id(release_id):
+        raise ReleaseStoreError(f"{release_id!r} is not a release id")
+    if not os.path.isdir(os.path.join(releases_dir(root), release_id)):
+        raise ReleaseStoreError(f"release {release_id} does not exist under {releases_dir(root)}")
+    if current_id(root) == release_id:
+        return False
+    if check:
+        return True
+    tmp = os.path.join(root, ".current.new")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", release_id), tmp)
+    os.replace(tmp, os.path.join(root, "current"))
+    return True

@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: check the health of the deployed services (PASSED or FAILED with the reason)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: health_check
+short_description: Check that the deployed services are healthy; PASSED or FAILED with the reason
+description:
+  - For every service in O(services), checks that its container exists, is running, is not
+    restarting and that its restart count does not rise during the check (a crash loop).
+  - Checks that no line of the container's logs since it started (C(State.StartedAt)) matches
+    one of O(critical_patterns); the first offending lines are reported.
+  - Checks that the service's heartbeat row in O(heartbeat_table) is at most
+    O(heartbeat_max_age) seconds old and, when the service's C(release) is given, that it was
+    written by that release (a heartbeat of the old release does not count).
+  - Checks that the database answers C(SELECT 1). The database is reached by running C(psql)
+    in O(db_container) (local socket authentication), so no database port or password is needed.
+  - Failed checks are retried every O(interval) seconds until O(timeout) expires. Critical log
+    lines and a crash loop cannot heal during one check and fail at once.
+  - Talks to the Docker Engine API (v1.41, Docker 20.10 or later) over its unix socket; needs no
+    Python library on the target besides the standard library.
+version_added: "0.1.0"
+author: Field Service deploy contributors (@field-service-deploy)
+options:
+  services:
+    description: The services to check.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the service, as written in the C(service) column of the heartbeats.
+        type: str
+        required: true
+      container:
+        description: Name or id of the service's container.
+        type: str
+        required: true
+      release:
+        description:
+          - Release that must have written the service's heartbeat.
+          - When not given, a heartbeat of any release counts.
+        type: str
+  db_container:
+    description: Name or id of the PostgreSQL container C(psql) runs in.
+    type: str
+    required: true
+  db_user:
+    description: Database user of C(psql -U).
+    type: str
+    default: postgres
+  db_name:
+    description: Database of C(psql -d).
+    type: str
+    default: postgres
+  heartbeat_table:
+    description:
+      - Table of the heartbeat rows (columns C(service), C(release), C(beat_at)).
+      - An unquoted SQL identifier, optionally schema-qualified.
+    type: str
+    default: heartbeats
+  heartbeat_max_age:
+    description: Seconds after which a heartbeat is stale.
+    type: float
+    default: 30
+  critical_patterns:
+    description: Regular expressions (Python syntax) that mark a critical log line.
+    type: list
+    elements: str
+    default: ['\bCRITICAL\b', 'Traceback \(most recent call last\)', '\bFATAL\b']
+  timeout:
+    description: Seconds the check keeps retrying before it reports FAILED.
+    type: float
+    default: 60
+  interval:
+    description: Seconds between two attempts.
+    type: float
+    default: 2
+  fail_on_unhealthy:
+    description:
+      - "When true, the task fails with the message C(Health check: FAILED) followed by the reason
+        in parentheses, and returns the report."
+      - When false, the task succeeds and returns the report; check RV(status).
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - fieldservice.deploy.common.docker
+  - fieldservice.deploy.common.read_only
+notes:
+  - Heartbeat ages are computed by the database from its C(now) and C(beat_at), so the clocks of the
+    Ansible controller and of the server do not matter.
+  - A C(psql) command that outlives its time limit keeps running in the database container;
+    the Engine API cannot stop an exec.
+"""
+
+EXAMPLES = r"""
+- name: Check the services of release 3f2a9c1d0b7e
+  fieldservice.deploy.health_check:
+    services:
+      - name: master_bot
+        container: field_service_master_bot_3f2a9c1d0b7e
+        release: 3f2a9c1d0b7e
+      - name: worker
+        container: field_service_worker_3f2a9c1d0b7e
+        release: 3f2a9c1d0b7e
+    db_container: field_service_db
+    db_user: app
+    db_name: field_service
+    timeout: 90
+
+- name: Only report, do not fail
+  fieldservice.deploy.health_check:
+    services: "{{ health_services }}"
+    db_container: field_service_db
+    fail_on_unhealthy: false
+  register: health
+
+- name: Show the verdict
+  ansible.builtin.debug:
+    msg: "Health check: {{ health.status }} ({{ health.reason }})"
+"""
+
+RETURN = r"""
+status:
+  description: C(PASSED) when every check passed, else C(FAILED).
+  returned: always
+  type: str
+  sample: FAILED
+reason:
+  description: The first failure, naming the service and the check; C(all checks passed) when PASSED.
+  returned: always
+  type: str
+  sample: "master_bot: heartbeat stale (45.2s > 30s)"
+failures:
+  description: All failures of the last attempt, most serious first.
+  returned: always
+  type: list
+  elements: str
+  sample: ["master_bot: heartbeat stale (45.2s > 30s)"]
+services:
+  description: Per service (by name) what was found.
+  returned: always
+  type: dict
+  contains:
+    container:
+      description: The container checked.
+      type: str
+    exists:
+      description: Whether the container exists.
+      type: bool
+    status:
+      description: The container's state (C(running), C(exited), ... C(missing), C(unknown)).
+      type: str
+    running:
+      description: C(State.Running).
+      type: bool
+    restarting:
+      description: C(State.Restarting).
+      type: bool
+    restart_count:
+      description: The container's restart count.
+      type: int
+    started_at:
+      description: C(State.StartedAt).
+      type: str
+    critical_lines:
+      description: The first (at most 5) critical log lines since the container started, truncated.
+      type: list
+      elements: str
+    heartbeat_age:
+      description: Age of the heartbeat in seconds, null when there is none or it was not read.
+      type: float
+    heartbeat_release:
+      description: Release that wrote the heartbeat, null when there is none.
+      type: str
+    ok:
+      description: Whether every check of this service passed.
+      type: bool
+  sample:
+    master_bot:
+      container: field_service_master_bot_3f2a9c1d0b7e
+      exists: true
+      status: running
+      running: true
+      restarting: false
+      restart_count: 0
+      started_at: "2025-10-10T15:33:15.123456789Z"
+      critical_lines: []
+      heartbeat_age: 45.2
+      heartbeat_release: 3f2a9c1d0b7e
+      ok: false
+database:
+  description: Whether the database answered, and the error when it did not.
+  returned: always
+  type: dict
+  contains:
+    reachable:
+      description: Whether C(SELECT 1) answered.
+      type: bool
+    error:
+      description: The error, null when none.
+      type: str
+  sample: {reachable: true, error: null}
+attempts:
+  description: Number of attempts made.
+  returned: always
+  type: int
+  sample: 3
+elapsed:
+  description: Seconds the check took.
+  returned: always
+  type: float
+  sample: 4.021
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils.argspec import docker_spec
+from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import DockerClient
+from ansible_collections.fieldservice.deploy.plugins.module_utils.health import (
+    DEFAULT_CRITICAL_PATTERNS,
+    FAILED,
+    run_health_check,
+)
+
+ARGUMENT_SPEC = {
+    "services": {
+        "type": "list",
+        "elements": "dict",
+        "required": True,
+        "options": {
+            "name": {"type": "str", "required": True},
+            "container": {"type": "str", "required": True},
+            "release": {"type": "str"},
+        },
+    },
+    "db_container": {"type": "str", "required": True},
+    "db_user": {"type": "str", "default": "postgres"},
+    "db_name": {"type": "str", "default": "postgres"},
+    "heartbeat_table": {"type": "str", "default": "heartbeats"},
+    "heartbeat_max_age": {"type": "float", "default": 30},
+    "critical_patterns": {"type": "list", "elements": "str", "default": list(DEFAULT_CRITICAL_PATTERNS)},
+    "timeout": {"type": "float", "default": 60},
+    "interval": {"type": "float", "default": 2},
+    "fail_on_unhealthy": {"type": "bool", "default": True},
+    **docker_spec(),
+}
+REPORT_KEYS = ("status", "reason", "failures", "services", "database", "attempts", "elapsed")
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    try:
+        client = DockerClient(p["docker_host"])
+        report = run_health_check(client, {k: v for k, v in p.items() if k not in ("fail_on_unhealthy",)})
+    except ValueError as exc:
+        module.fail_json(msg=f"Invalid parameters: {exc}", changed=False)
+    result = {"changed": False}
+    result.update({k: report[k] for k in REPORT_KEYS})
+    if report["status"] == FAILED and p["fail_on_unhealthy"]:
+        module.fail_json(msg=f"Health check: FAILED ({report['reason']})", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,609 @@
+"""Health check logic from hand-built inspect dicts, log text and psql output (no Docker)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils import health as h
+from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import (
+    DockerAPIError,
+    DockerUnavailable,
+)
+
+STARTED = "2025-10-10T15:30:00.500000000Z"
+SERVICES = [
+    {"name": "master_bot", "container": "fs_master_bot_r2", "release": "r2"},
+    {"name": "worker", "container": "fs_worker_r2", "release": "r2"},
+]
+DB_OK = {"reachable": True, "error": None}
+
+
+def inspect(cid="c1", running=True, restarting=False, restarts=0, status=None, exit_code=0,
+            started=STARTED, tty=False, finished="0001-01-01T00:00:00Z"):
+    return {
+        "Id": cid,
+        "RestartCount": restarts,
+        "State": {
+            "Status": status or ("restarting" if restarting else "running" if running else "exited"),
+            "Running": running, "Restarting": restarting, "ExitCode": exit_code, "StartedAt": started,
+            "FinishedAt": finished,
+        },
+        "Config": {"Tty": tty},
+    }
+
+
+def fresh_beats(release="r2", age=1.5):
+    return {s["name"]: {"release": release, "age": age} for s in SERVICES}
+
+
+def healthy_inputs():
+    return {
+        "inspects": {s["name"]: inspect(cid=s["container"]) for s in SERVICES},
+        "critical": {},
+        "database": dict(DB_OK),
+        "heartbeats": fresh_beats(),
+    }
+
+
+def run_eval(**over):
+    data = healthy_inputs()
+    baselines = over.pop("baselines", None)
+    errors = over.pop("errors", None)
+    max_age = over.pop("heartbeat_max_age", 30.0)
+    data.update(over)
+    return h.evaluate(SERVICES, data["inspects"], data["critical"], data["database"], data["heartbeats"],
+                      heartbeat_max_age=max_age, baselines=baselines, errors=errors)
+
+
+# -- evaluate -----------------------------------------------------------------
+
+
+def test_healthy_report_shape():
+    r = run_eval()
+    assert r["status"] == h.PASSED
+    assert r["failures"] == []
+    assert r["reason"] == "all checks passed"
+    assert r["database"] == {"reachable": True, "error": None}
+    assert r["permanent"] is False
+    svc = r["services"]["master_bot"]
+    for key in ("container", "running", "restarting", "restart_count", "started_at", "critical_lines",
+                "heartbeat_age", "heartbeat_release", "ok"):
+        assert key in svc
+    assert svc == {
+        "container": "fs_master_bot_r2", "exists": True, "status": "running", "running": True,
+        "restarting": False, "restart_count": 0, "started_at": STARTED, "critical_lines": [],
+        "heartbeat_age": 1.5, "heartbeat_release": "r2", "ok": True,
+    }
+
+
+def test_missing_container():
+    data = healthy_inputs()
+    data["inspects"]["worker"] = None
+    r = run_eval(inspects=data["inspects"])
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "worker: container fs_worker_r2 not found"
+    assert r["services"]["worker"]["exists"] is False
+    assert r["services"]["worker"]["ok"] is False
+    assert r["services"]["master_bot"]["ok"] is True
+
+
+def test_stopped_container():
+    data = healthy_inputs()
+    data["inspects"]["master_bot"] = inspect(running=False, exit_code=137)
+    r = run_eval(inspects=data["inspects"])
+    assert r["reason"] == "master_bot: container fs_master_bot_r2 is not running (exited, exit code 137)"
+    assert r["permanent"] is False
+
+
+def test_restarting_container():
+    data = healthy_inputs()
+    data["inspects"]["worker"] = inspect(running=True, restarting=True, restarts=4)
+    r = run_eval(inspects=data["inspects"])
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "worker: container fs_worker_r2 is restarting"
+    assert r["services"]["worker"]["restarting"] is True
+    assert r["services"]["worker"]["restart_count"] == 4
+
+
+def test_crash_loop_is_a_rising_restart_count_and_permanent():
+    data = healthy_inputs()
+    data["inspects"]["worker"] = inspect(cid="w", restarts=3)
+    # Same count as at the first attempt: a restart before the check is not a crash loop.
+    r = run_eval(inspects=data["inspects"], baselines={"worker": {"id": "w", "restart_count": 3}})
+    assert r["status"] == h.PASSED
+    r = run_eval(inspects=data["inspects"], baselines={"worker": {"id": "w", "restart_count": 1}})
+    assert r["status"] == h.FAILED
+    assert r["reason"].startswith("worker: crash loop (container fs_worker_r2 restarted 2 time(s)")
+    assert r["permanent"] is True
+    # A replaced container (other id) is not compared with the old one's count.
+    r = run_eval(inspects=data["inspects"], baselines={"worker": {"id": "old", "restart_count": 0}})
+    assert r["status"] == h.PASSED
+
+
+def test_started_again_during_the_check_is_a_crash_loop():
+    # First seen restarting (count already raised), later running again: same count, new StartedAt.
+    data = healthy_inputs()
+    data["inspects"]["worker"] = inspect(cid="w", restarts=1, started="2025-10-10T15:31:00Z")
+    base = {"worker": {"id": "w", "restart_count": 1, "started_at": "2025-10-10T15:30:00Z"}}
+    r = run_eval(inspects=data["inspects"], baselines=base)
+    assert r["reason"] == ("worker: crash loop (container fs_worker_r2 was started again during the check,"
+                           " restart count 1)")
+    assert r["permanent"] is True
+    base["worker"]["started_at"] = "2025-10-10T15:31:00Z"
+    assert run_eval(inspects=data["inspects"], baselines=base)["status"] == h.PASSED
+
+
+def test_critical_lines_fail_permanently_and_come_first():
+    data = healthy_inputs()
+    data["inspects"]["worker"] = None
+    r = run_eval(inspects=data["inspects"],
+                 critical={"master_bot": ["CRITICAL token rejected", "FATAL bye"]},
+                 heartbeats={})
+    assert r["status"] == h.FAILED
+    assert r["permanent"] is True
+    assert r["reason"] == "master_bot: critical log line in fs_master_bot_r2: CRITICAL token rejected"
+    assert r["services"]["master_bot"]["critical_lines"] == ["CRITICAL token rejected", "FATAL bye"]
+    # All reasons, most serious first: critical, container, heartbeats.
+    assert r["failures"] == [
+        "master_bot: critical log line in fs_master_bot_r2: CRITICAL token rejected",
+        "worker: container fs_worker_r2 not found",
+        "master_bot: heartbeat missing",
+        "worker: heartbeat missing",
+    ]
+
+
+def test_stale_heartbeat():
+    beats = fresh_beats()
+    beats["master_bot"]["age"] = 45.21
+    r = run_eval(heartbeats=beats)
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "master_bot: heartbeat stale (45.2s > 30s)"
+    assert r["services"]["master_bot"]["heartbeat_age"] == 45.21
+    assert r["permanent"] is False
+
+
+def test_heartbeat_limit_is_inclusive():
+    beats = fresh_beats(age=30.0)
+    assert run_eval(heartbeats=beats)["status"] == h.PASSED
+    beats = fresh_beats(age=30.001)
+    assert run_eval(heartbeats=beats)["status"] == h.FAILED
+    r = run_eval(heartbeats=fresh_beats(age=12.0), heartbeat_max_age=7.5)
+    assert r["reason"] == "master_bot: heartbeat stale (12.0s > 7.5s)"
+
+
+def test_missing_heartbeat():
+    beats = fresh_beats()
+    del beats["worker"]
+    r = run_eval(heartbeats=beats)
+    assert r["failures"] == ["worker: heartbeat missing"]
+    assert r["services"]["worker"]["heartbeat_age"] is None
+    assert r["services"]["worker"]["heartbeat_release"] is None
+
+
+def test_heartbeat_of_the_old_release_does_not_count():
+    beats = fresh_beats()
+    beats["worker"]["release"] = "r1"
+    r = run_eval(heartbeats=beats)
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "worker: heartbeat from release r1 (expected r2)"
+    assert r["services"]["worker"]["heartbeat_release"] == "r1"
+
+
+def test_no_release_given_accepts_any_release():
+    services = [{"name": "worker", "container": "w", "release": None}]
+    r = h.evaluate(services, {"worker": inspect()}, {}, DB_OK, {"worker": {"release": "r0", "age": 1}})
+    assert r["status"] == h.PASSED
+
+
+def test_database_unreachable():
+    r = run_eval(database={"reachable": False, "error": "container fs_db: is not running (HTTP 409)"},
+                 heartbeats=None)
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "database: unreachable (container fs_db: is not running (HTTP 409))"
+    assert r["database"] == {"reachable": False, "error": "container fs_db: is not running (HTTP 409)"}
+    assert "master_bot: heartbeat not checked (database not readable)" in r["failures"]
+    assert r["services"]["master_bot"]["ok"] is False
+
+
+def test_heartbeat_query_error_is_reported_with_reachable_database():
+    r = run_eval(database={"reachable": True, "error": "heartbeat query failed: no such table"},
+                 heartbeats=None)
+    assert r["reason"] == "database: heartbeat query failed: no such table"
+    assert r["database"]["reachable"] is True
+
+
+def test_unknown_container_is_not_reported_missing():
+    data = healthy_inputs()
+    del data["inspects"]["worker"]
+    err = h.fetch_failure("worker", "container", "cannot inspect container fs_worker_r2: boom")
+    r = run_eval(inspects=data["inspects"], errors=[err])
+    assert r["failures"] == ["worker: cannot inspect container fs_worker_r2: boom"]
+    assert r["services"]["worker"]["status"] == "unknown"
+    assert r["services"]["worker"]["ok"] is False
+
+
+# -- logs ---------------------------------------------------------------------
+
+
+def test_critical_lines_only_after_started_at():
+    logs = (
+        "2025-10-10T15:29:59.000000000Z Traceback (most recent call last):\n"
+        "2025-10-10T15:30:00.499999999Z CRITICAL old run\n"
+        "2025-10-10T15:30:00.500000000Z INFO starting\n"
+        "2025-10-10T15:30:01.000000000Z CRITICAL new run\n"
+        "2025-10-10T15:30:02.000000000Z a FATAL error\n"
+    )
+    assert h.critical_lines(logs, h.DEFAULT_CRITICAL_PATTERNS, since=STARTED) == [
+        "CRITICAL new run", "a FATAL error",
+    ]
+    # Without a start time everything counts.
+    assert len(h.critical_lines(logs, h.DEFAULT_CRITICAL_PATTERNS)) == 4
+
+
+def test_default_patterns_are_word_bounded():
+    logs = ("NONCRITICAL stuff\nlevel=critical lower case\nFATALITY\nCRITICAL: yes\n"
+            "Traceback (most recent call last):\n")
+    assert h.critical_lines(logs, h.DEFAULT_CRITICAL_PATTERNS) == [
+        "CRITICAL: yes", "Traceback (most recent call last):",
+    ]
+
+
+def test_critical_lines_limited_and_truncated():
+    logs = "".join(f"CRITICAL {i} " + "x" * 500 + "\n" for i in range(20))
+    found = h.critical_lines(logs, ["CRITICAL"], limit=3, max_len=50)
+    assert len(found) == 3
+    assert all(len(line) == 53 and line.endswith("...") for line in found)
+    assert found[0].startswith("CRITICAL 0 ")
+
+
+def test_lines_without_timestamp_always_count():
+    found = h.critical_lines("CRITICAL boom\r\n", h.DEFAULT_CRITICAL_PATTERNS, since=STARTED)
+    assert found == ["CRITICAL boom"]
+
+
+def test_lines_split_on_newlines_only():
+    # str.splitlines() would cut this old line at \x1e and count its untimed tail.
+    logs = "2025-10-10T15:29:00Z old\x1eCRITICAL before start\n2025-10-10T15:31:00Z ok\n"
+    assert h.critical_lines(logs, h.DEFAULT_CRITICAL_PATTERNS, since=STARTED) == []
+
+
+def test_last_log_timestamp():
+    logs = "2025-10-10T15:30:01.000000001Z a\nno stamp\n2025-10-10T15:30:00Z b\n"
+    assert h.last_log_timestamp(logs) == h.parse_docker_time("2025-10-10T15:30:01.000000001Z")
+    assert h.last_log_timestamp("") is None
+
+
+def test_invalid_pattern():
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        h.compile_patterns(["(unclosed"])
+
+
+SAMPLE_LINES = ["INFO ok", "CRITICAL x", "debug", "FATAL y", "Traceback (most recent call last):"]
+
+
+@given(st.lists(st.sampled_from(SAMPLE_LINES), max_size=30))
+def test_critical_lines_match_a_reference(lines):
+    text = "\n".join(lines)
+    expected = [ln for ln in lines if any(re.search(p, ln) for p in h.DEFAULT_CRITICAL_PATTERNS)][:5]
+    assert h.critical_lines(text, h.DEFAULT_CRITICAL_PATTERNS) == expected
+
+
+# -- times --------------------------------------------------------------------
+
+
+def test_parse_docker_time():
+    assert h.parse_docker_time("1970-01-01T00:00:01Z") == 1_000_000_000
+    assert h.parse_docker_time("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert h.parse_docker_time("1970-01-01T00:00:01.123456789Z") == 1_123_456_789
+    assert h.parse_docker_time("1970-01-01T01:00:00+01:00") == 0
+    assert h.parse_docker_time("0001-01-01T00:00:00Z") < 0
+    assert h.parse_docker_time("garbage") is None
+    assert h.parse_docker_time("") is None
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9))
+def test_ns_round_trip(ns):
+    seconds, nanos = divmod(ns, 10**9)
+    import datetime
+
+    stamp = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert h.parse_docker_time(f"{stamp}.{nanos:09d}Z") == ns
+    assert h.ns_to_since(ns) == f"{seconds}.{nanos:09d}"
+
+
+# -- database -----------------------------------------------------------------
+
+
+def test_db_probe_result():
+    assert h.db_probe_result(0, "1\n", "") == {"reachable": True, "error": None}
+    r = h.db_probe_result(2, "", "psql: error: connection to server on socket failed\nmore\n")
+    assert r == {"reachable": False,
+                 "error": "psql exit code 2: psql: error: connection to server on socket failed"}
+    assert h.db_probe_result(None, error="container db: not running")["reachable"] is False
+
+
+def test_parse_heartbeat_rows():
+    text = "master_bot|r2|3.25\nworker|r1|120.000001\n\nodd line\nnoage|r3|\n"
+    assert h.parse_heartbeat_rows(text) == {
+        "master_bot": {"release": "r2", "age": 3.25},
+        "worker": {"release": "r1", "age": 120.000001},
+        "noage": {"release": "r3", "age": None},
+    }
+
+
+@given(st.dictionaries(
+    st.text(alphabet=st.characters(blacklist_characters="|\n\r", blacklist_categories=("Cs",)), min_size=1)
+    .filter(lambda s: s.strip() == s and s),
+    st.tuples(st.text(alphabet="abcdef0123456789-.", min_size=1, max_size=12),
+              st.floats(min_value=0, max_value=1e6, allow_nan=False)),
+    max_size=8,
+))
+def test_parse_heartbeat_rows_round_trip(rows):
+    text = "".join(f"{s}|{rel}|{age!r}\n" for s, (rel, age) in rows.items())
+    parsed = h.parse_heartbeat_rows(text)
+    assert parsed == {s: {"release": rel, "age": age} for s, (rel, age) in rows.items()}
+
+
+def test_heartbeat_query_and_table_validation():
+    assert h.heartbeat_query() == (
+        "SELECT service, release, EXTRACT(EPOCH FROM (now() - beat_at)) FROM heartbeats"
+    )
+    assert h.heartbeat_query("app.beats").endswith("FROM app.beats")
+    for bad in ("", "heart beats", "x; DROP TABLE y", "a.b.c", "1abc", 'he"art', "a" * 64):
+        with pytest.raises(ValueError, match="heartbeat_table"):
+            h.heartbeat_query(bad)
+
+
+def test_psql_command():
+    assert h.psql_command("app", "fs", "SELECT 1") == [
+        "psql", "-X", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-U", "app", "-d", "fs", "-c", "SELECT 1",
+    ]
+
+
+def test_normalize_params():
+    p = h.normalize_params({"services": [{"name": "a", "container": "c"}], "db_container": "db"})
+    assert p["heartbeat_max_age"] == 30.0 and p["timeout"] == 60.0 and p["interval"] == 2.0
+    assert p["services"] == [{"name": "a", "container": "c", "release": None}]
+    with pytest.raises(ValueError, match="twice"):
+        h.normalize_params({"services": [{"name": "a", "container": "c"}] * 2, "db_container": "db"})
+    with pytest.raises(ValueError, match="services"):
+        h.normalize_params({"services": [], "db_container": "db"})
+    with pytest.raises(ValueError, match="interval"):
+        h.normalize_params({"services": [{"name": "a", "container": "c"}], "db_container": "db",
+                            "interval": 0})
+
+
+# -- the polling loop, with a scripted engine and a fake clock ---------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedEngine:
+    """Answers like DockerClient from per-attempt scripts (attempt n uses entry min(n, last))."""
+
+    def __init__(self, clock, inspects, logs=None, beats=None, ping=None):
+        self.clock = clock
+        self.inspects = inspects        # container -> list of inspect dicts (or None / exception)
+        self.logs = logs or {}          # container -> list of log texts
+        self.beats = beats or ["master_bot|r2|1.0\nworker|r2|2.0\n"]
+        self.ping = ping or [(0, "1\n", "")]
+        self.calls = {"inspect": 0, "logs": [], "exec": []}
+        self.attempt = 0
+
+    @staticmethod
+    def _pick(seq, n):
+        return seq[min(n, len(seq) - 1)]
+
+    def inspect_container(self, name):
+        if name == SERVICES[0]["container"]:
+            self.attempt = self.calls["inspect"] // len(SERVICES)
+        self.calls["inspect"] += 1
+        value = self._pick(self.inspects[name], self.attempt)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def container_logs(self, name, since=None, timestamps=False, tty=None, tail=None):
+        self.calls["logs"].append((name, since))
+        return self._pick(self.logs.get(name, [""]), self.attempt)
+
+    def exec_run(self, container, cmd, user=None, env=None, timeout=60):
+        self.calls["exec"].append(cmd[-1])
+        value = self._pick(self.ping, self.attempt) if cmd[-1] == "SELECT 1" else (
+            0, self._pick(self.beats, self.attempt), "")
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+PARAMS = {"services": SERVICES, "db_container": "fs_db", "timeout": 10, "interval": 2}
+
+
+def healthy_inspects():
+    return {s["container"]: [inspect(cid=s["container"])] for s in SERVICES}
+
+
+def test_retry_then_pass_with_fake_clock():
+    clock = FakeClock()
+    engine = ScriptedEngine(
+        clock, healthy_inspects(),
+        beats=["master_bot|r1|1.0\n", "master_bot|r2|40\nworker|r2|1\n", "master_bot|r2|0.5\nworker|r2|1\n"],
+    )
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.PASSED
+    assert r["attempts"] == 3
+    assert clock.sleeps == [2, 2]
+    assert r["elapsed"] == 4.0
+    assert r["services"]["master_bot"]["heartbeat_age"] == 0.5
+    assert engine.calls["exec"][:2] == ["SELECT 1", h.heartbeat_query()]
+
+
+def test_timeout_reports_last_failure():
+    clock = FakeClock()
+    engine = ScriptedEngine(clock, healthy_inspects(), beats=["master_bot|r2|45.2\nworker|r2|1\n"])
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "master_bot: heartbeat stale (45.2s > 30s)"
+    assert r["attempts"] == 6  # t = 0, 2, 4, 6, 8, 10
+    assert r["elapsed"] == 10.0
+    assert set(r) == {"status", "reason", "failures", "services", "database", "attempts", "elapsed"}
+
+
+def test_last_sleep_is_cut_to_the_timeout():
+    clock = FakeClock()
+    engine = ScriptedEngine(clock, healthy_inspects(), beats=[""])
+    r = h.run_health_check(engine, dict(PARAMS, timeout=5, interval=2), clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == [2, 2, 1]
+    assert r["attempts"] == 4 and r["elapsed"] == 5.0
+
+
+def test_critical_line_fails_fast():
+    clock = FakeClock()
+    logs = {SERVICES[1]["container"]: [
+        "2025-10-10T15:30:01Z INFO up\n2025-10-10T15:30:02Z Traceback (most recent call last):\n"]}
+    engine = ScriptedEngine(clock, healthy_inspects(), logs=logs)
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["attempts"] == 1 and clock.sleeps == []
+    assert r["reason"] == "worker: critical log line in fs_worker_r2: Traceback (most recent call last):"
+
+
+def test_logs_read_from_the_start_of_the_run_then_incrementally():
+    clock = FakeClock()
+    c = SERVICES[0]["container"]
+    logs = {c: ["2025-10-10T15:30:01.000000000Z INFO a\n", "2025-10-10T15:30:03.000000000Z CRITICAL b\n"]}
+    beats = ["", "master_bot|r2|1\nworker|r2|1\n"]
+    engine = ScriptedEngine(clock, healthy_inspects(), logs=logs, beats=beats)
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    calls = [since for name, since in engine.calls["logs"] if name == c]
+    assert calls[0] is None  # its first run: the whole log is this run's
+    assert calls[1] == h.ns_to_since(h.parse_docker_time("2025-10-10T15:30:01Z") + 1)
+    assert r["status"] == h.FAILED and r["attempts"] == 2
+    assert r["services"]["master_bot"]["critical_lines"] == ["CRITICAL b"]
+
+
+def test_run_cutoff_is_the_end_of_the_previous_run():
+    first = h.container_state(inspect())
+    assert h.run_cutoff_ns(first) is None  # never stopped: every line is this run's
+    restarted = h.container_state(inspect(finished="2025-10-10T15:29:59.5Z"))
+    assert h.run_cutoff_ns(restarted) == h.parse_docker_time("2025-10-10T15:29:59.5Z") + 1
+    stopped = h.container_state(inspect(running=False, finished="2025-10-10T15:31:00Z"))
+    assert h.run_cutoff_ns(stopped) == h.parse_docker_time(STARTED)
+    assert h.run_cutoff_ns(h.container_state(inspect(started="0001-01-01T00:00:00Z"))) is None
+
+
+def test_a_critical_line_stamped_just_before_started_at_counts():
+    # The engine stamps a line when it reads it and records StartedAt after
+    # the process runs: a line printed at once can carry an earlier time.
+    clock = FakeClock()
+    c = SERVICES[0]["container"]
+    inspects = healthy_inspects()
+    inspects[c] = [inspect(cid=c, finished="2025-10-10T15:29:50Z")]
+    logs = {c: ["2025-10-10T15:29:49.000000000Z CRITICAL previous run\n"
+                "2025-10-10T15:29:59.999000000Z CRITICAL at start\n"]}
+    engine = ScriptedEngine(clock, inspects, logs=logs)
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["services"]["master_bot"]["critical_lines"] == ["CRITICAL at start"]
+    calls = [since for name, since in engine.calls["logs"] if name == c]
+    assert calls[0] == h.ns_to_since(h.parse_docker_time("2025-10-10T15:29:50Z") + 1)
+
+
+def test_crash_loop_detected_during_the_check():
+    clock = FakeClock()
+    inspects = healthy_inspects()
+    inspects["fs_worker_r2"] = [inspect(cid="w", restarts=2), inspect(cid="w", restarts=2),
+                                inspect(cid="w", restarts=3)]
+    engine = ScriptedEngine(clock, inspects, beats=[""])
+    r = h.run_health_check(engine, PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["attempts"] == 3
+    assert r["reason"].startswith("worker: crash loop")
+
+
+def test_restarting_then_running_is_a_crash_loop():
+    clock = FakeClock()
+    inspects = healthy_inspects()
+    inspects["fs_worker_r2"] = [
+        inspect(cid="w", running=True, restarting=True, restarts=1, started="2025-10-10T15:30:00Z"),
+        inspect(cid="w", restarts=1, started="2025-10-10T15:30:02Z"),
+    ]
+    r = h.run_health_check(ScriptedEngine(clock, inspects), PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED and r["attempts"] == 2
+    assert r["reason"].startswith("worker: crash loop (container fs_worker_r2 was started again")
+
+
+def test_replaced_container_gets_a_new_baseline():
+    clock = FakeClock()
+    inspects = healthy_inspects()
+    inspects["fs_worker_r2"] = [inspect(cid="old", running=False), inspect(cid="new", restarts=0)]
+    r = h.run_health_check(ScriptedEngine(clock, inspects), PARAMS, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.PASSED and r["attempts"] == 2
+
+
+def test_database_unreachable_then_reachable():
+    clock = FakeClock()
+    engine = ScriptedEngine(
+        clock, healthy_inspects(),
+        ping=[DockerAPIError(409, "Container fs_db is not running"), (2, "", "psql: error: starting up"),
+              (0, "1\n", "")],
+    )
+    r = h.run_health_check(engine, dict(PARAMS, timeout=0.5, interval=0.5), clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED and r["attempts"] == 2
+    assert r["reason"] == "database: unreachable (psql exit code 2: psql: error: starting up)"
+    r = h.run_health_check(
+        ScriptedEngine(clock, healthy_inspects(), ping=engine.ping), PARAMS, clock=clock, sleep=clock.sleep
+    )
+    assert r["status"] == h.PASSED and r["attempts"] == 3
+
+
+def test_db_container_missing_reason_names_it():
+    clock = FakeClock()
+    engine = ScriptedEngine(clock, healthy_inspects(), ping=[DockerAPIError(404, "No such container: fs_db")])
+    r = h.run_health_check(engine, dict(PARAMS, timeout=0), clock=clock, sleep=clock.sleep)
+    assert r["attempts"] == 1
+    assert r["reason"] == "database: unreachable (container fs_db: No such container: fs_db (HTTP 404))"
+
+
+def test_engine_unavailable():
+    clock = FakeClock()
+    down = DockerUnavailable("cannot connect to the Docker engine at unix:///nope: No such file")
+    engine = ScriptedEngine(clock, {s["container"]: [down] for s in SERVICES}, ping=[down])
+    r = h.run_health_check(engine, dict(PARAMS, timeout=0), clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["reason"].startswith("master_bot: cannot inspect container fs_master_bot_r2: cannot connect")
+    assert r["services"]["master_bot"]["status"] == "unknown"
+
+
+def test_invalid_params_raise():
+    with pytest.raises(ValueError, match="heartbeat_table"):
+        h.run_health_check(None, dict(PARAMS, heartbeat_table="x;y"))
+
+
+def test_unhealthy_docker_healthcheck_is_a_failure():
+    from ansible_collections.fieldservice.deploy.plugins.module_utils import health as fs_health
+
+    doc = {"Id": "x", "RestartCount": 0,
+           "State": {"Running": True, "Status": "running", "StartedAt": "2025-10-10T15:30:00Z",
+                     "Health": {"Status": "unhealthy"}}}
+    state = fs_health.container_state(doc)
+    failures = fs_health.container_failures("admin_bot", "c1", state)
+    assert [f["check"] for f in failures] == ["container"]
+    assert "unhealthy" in failures[0]["reason"]
+    doc["State"]["Health"]["Status"] = "healthy"
+    assert fs_health.container_failures("admin_bot", "c1", fs_health.container_state(doc)) == []

@@ -1,0 +1,456 @@
+"""The graceful switch (plugins/module_utils/switch.py) against a fake Docker engine.
+
+The fake keeps containers and the proxy's files in memory and records every
+call, so that the order of the steps (the whole point of a graceful switch)
+is asserted, as are the failure paths: nothing of the new release is left
+and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import (
+    CONFIG_LABEL,
+    ProxySettings,
+    Service,
+    Switcher,
+    SwitchError,
+    create_body,
+    duration_ns,
+    healthcheck_config,
+    make_plan,
+    scrub,
+    tar_files,
+    upstream_conf,
+)
+
+APP = "fs"
+NET = "fs_net"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class FakeDocker:
+    """Containers by name; the proxy's files by path; every call in ``calls``."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.containers: dict[str, dict] = {}
+        self.files: dict[str, str] = {}
+        self.calls: list[tuple] = []
+        self.fail_start: set[str] = set()
+        self.missing_images: set[str] = set()
+        self.unhealthy: set[str] = set()
+        self.starting: set[str] = set()  # the engine has not run the health check yet
+        self.check_fails: set[str] = set()  # the health check command exits 1
+        self.nginx_test_rc = 0
+        self.reload_rc = 0
+        self.ip = 10
+
+    def add(self, name, labels, state="running"):
+        self.containers[name] = {"Name": name, "Labels": dict(labels), "State": state, "Body": None}
+
+    # -- the client's interface --------------------------------------------
+    def list_containers(self, labels=None, all=True):  # noqa: A002
+        self.calls.append(("list",))
+        out = []
+        for name, c in self.containers.items():
+            if labels and any(c["Labels"].get(k) != v for k, v in labels.items()):
+                continue
+            out.append({"Names": ["/" + name], "Labels": c["Labels"], "State": c["State"]})
+        return out
+
+    def inspect_container(self, name):
+        c = self.containers.get(name)
+        if c is None:
+            return None
+        running = c["State"] == "running"
+        doc = {"Config": {"Labels": c["Labels"], "Healthcheck": {"Test": ["CMD", "true"]}},
+               "State": {"Running": running, "Status": c["State"], "Restarting": False, "ExitCode": 0,
+                         "Health": {"Status": "unhealthy" if name in self.unhealthy
+                                    else "starting" if name in self.starting else "healthy"}},
+               "RestartCount": 0,
+               "NetworkSettings": {"Networks": {NET: {"IPAddress": c.get("ip", "")}}}}
+        return doc
+
+    def inspect_image(self, name):
+        return None if name in self.missing_images else {"Id": name}
+
+    def create_container(self, name, body):
+        self.calls.append(("create", name))
+        assert name not in self.containers
+        self.ip += 1
+        self.containers[name] = {"Name": name, "Labels": body["Labels"], "State": "created", "Body": body,
+                                 "ip": f"172.20.0.{self.ip}"}
+        return name
+
+    def start_container(self, name):
+        self.calls.append(("start", name))
+        if name in self.fail_start:
+            raise RuntimeError("image has no such command")
+        self.containers[name]["State"] = "running"
+
+    def stop_container(self, name, timeout):
+        self.calls.append(("stop", name, timeout))
+        if name in self.containers:
+            self.containers[name]["State"] = "exited"
+
+    def remove_container(self, name, force=False, volumes=True):
+        self.calls.append(("remove", name))
+        self.containers.pop(name, None)
+
+    def exec_run(self, container, cmd, timeout=60, **kw):
+        self.calls.append(("exec", container, cmd[0] if cmd[0] != "sh" else "reload"))
+        if cmd == ["true"]:  # the services' health check (Healthcheck.Test above)
+            if container in self.containers and self.containers[container]["State"] != "running":
+                raise RuntimeError(f"container {container} is not running")
+            failing = container in self.unhealthy or container in self.check_fails
+            return (1, "", "") if failing else (0, "", "")
+        if cmd[0] == "cat":
+            return (0, self.files[cmd[1]], "") if cmd[1] in self.files else (1, "", "No such file")
+        if cmd[0] == "nginx":
+            return self.nginx_test_rc, "", "" if self.nginx_test_rc == 0 else "host not found in upstream"
+        return self.reload_rc, "", ""
+
+    def put_archive(self, container, path, data):
+        self.calls.append(("put", container))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                self.files[f"{path}/{member.name}"] = tar.extractfile(member).read().decode()
+
+
+def services():
+    return [
+        Service("admin_bot", ["python", "-m", "admin"], "blue_green", True, 8080, "/ready", 20, {"A": "1"}),
+        Service("master_bot", ["python", "-m", "master"], "handoff", False, 8080, "/ready", 15, {}),
+    ]
+
+
+def service_labels(svc, release, strategy="blue_green"):
+    return {"fs.app": APP, "fs.role": "service", "fs.service": svc, "fs.release": release,
+            "fs.strategy": strategy}
+
+
+def serving_v1(clock):
+    eng = FakeDocker(clock)
+    eng.add("fs_proxy", {"fs.app": APP, "fs.role": "proxy"})
+    eng.add("fs_admin_bot_v1", service_labels("admin_bot", "v1"))
+    eng.add("fs_master_bot_v1", service_labels("master_bot", "v1", "handoff"))
+    eng.add("other_admin_bot_v1", {**service_labels("admin_bot", "v1"), "fs.app": "other"})
+    eng.files["/etc/nginx/fs_upstream_admin_bot.conf"] = upstream_conf(
+        "admin_bot", "v1", "fs_admin_bot_v1", 8080)
+    return eng
+
+
+def switcher(eng, clock, release="v2", svcs=None, probe=None, **kw):
+    probes = []
+
+    def default_probe(url):
+        probes.append(url)
+        return 200, ""
+
+    s = Switcher(eng, APP, release, f"fs:{release}", NET, svcs or services(),
+                 secret_env={"admin_bot": {"DATABASE_URL": "postgresql://u:secret@db/x"}},
+                 proxy=ProxySettings("fs_proxy", drain_seconds=2), probe=probe or default_probe,
+                 clock=clock, sleep=clock.sleep, **kw)
+    s.probes = probes
+    return s
+
+
+def test_blue_green_and_handoff_in_the_right_order():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    s = switcher(eng, clock)
+    result = s.run()
+
+    assert result["changed"] and result["switched"]
+    assert sorted(result["started"]) == ["fs_admin_bot_v2", "fs_master_bot_v2"]
+    assert result["stopped"] == ["fs_master_bot_v1", "fs_admin_bot_v1"]
+    assert sorted(eng.containers) == ["fs_admin_bot_v2", "fs_master_bot_v2", "fs_proxy", "other_admin_bot_v1"]
+    assert eng.files["/etc/nginx/fs_upstream_admin_bot.conf"] == upstream_conf(
+        "admin_bot", "v2", "fs_admin_bot_v2", 8080)
+    order = [c[:2] if c[0] != "exec" else ("exec", c[2]) for c in eng.calls if c[0] != "list"]
+    # new ones start, then the proxy is checked and reloaded, then handoff
+    # stops, then the blue_green old one after the drain
+    i_start = max(order.index(("start", "fs_admin_bot_v2")), order.index(("start", "fs_master_bot_v2")))
+    i_reload = order.index(("exec", "reload"))
+    assert order.index(("exec", "nginx")) < i_reload
+    assert i_start < order.index(("put", "fs_proxy")) < i_reload
+    assert i_reload < order.index(("stop", "fs_master_bot_v1")) < order.index(("stop", "fs_admin_bot_v1"))
+    # both readiness paths asked on the containers' addresses
+    assert sorted(s.probes) == ["http://172.20.0.11:8080/ready", "http://172.20.0.12:8080/ready"]
+    # each old one got its own stop timeout
+    assert ("stop", "fs_master_bot_v1", 15) in eng.calls and ("stop", "fs_admin_bot_v1", 20) in eng.calls
+
+
+def test_readiness_does_not_wait_for_the_engines_next_health_check():
+    # The engine has not run the (every --interval) health check of the new
+    # containers yet: the switch runs it itself, and it passes at once.
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.starting.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    result = switcher(eng, clock).run()
+    assert result["switched"] and result["timings"]["ready"] == 0
+    assert ("exec", "fs_admin_bot_v2", "true") in eng.calls
+    assert ("exec", "fs_master_bot_v2", "true") in eng.calls
+
+
+def test_a_health_check_that_fails_when_run_keeps_the_container_waiting():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.starting.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    eng.check_fails.add("fs_master_bot_v2")
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, ready_timeout=5).run()
+    assert err.value.stage == "ready" and "fs_master_bot_v2: health starting" in str(err.value)
+    assert "fs_admin_bot_v2" not in str(err.value).split("not ready after")[1]
+    # asked again at every poll, until the timeout
+    assert len([c for c in eng.calls if c[:2] == ("exec", "fs_master_bot_v2")]) >= 5
+    assert sorted(eng.containers) == ["fs_admin_bot_v1", "fs_master_bot_v1", "fs_proxy", "other_admin_bot_v1"]
+
+
+def test_drain_time_is_waited_between_the_reload_and_the_old_proxied_stop():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    stamps = {}
+    orig_exec, orig_stop = eng.exec_run, eng.stop_container
+
+    def exec_run(container, cmd, timeout=60, **kw):
+        if cmd[0] == "sh":
+            stamps["reload"] = clock()
+        return orig_exec(container, cmd, timeout, **kw)
+
+    def stop(name, timeout):
+        stamps[name] = clock()
+        return orig_stop(name, timeout)
+
+    eng.exec_run, eng.stop_container = exec_run, stop
+    switcher(eng, clock).run()
+    assert stamps["fs_admin_bot_v1"] - stamps["reload"] >= 2
+
+
+def test_a_second_run_changes_nothing():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    switcher(eng, clock).run()
+    calls_before = len(eng.calls)
+    again = switcher(eng, clock).run()
+    assert not again["changed"] and not again["switched"]
+    assert sorted(again["kept"]) == ["fs_admin_bot_v2", "fs_master_bot_v2"]
+    assert not [c for c in eng.calls[calls_before:] if c[0] in ("create", "start", "stop", "remove", "put")]
+
+
+def test_a_container_of_the_release_with_other_settings_is_replaced():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.add("fs_admin_bot_v2", {**service_labels("admin_bot", "v2"), CONFIG_LABEL: "stale"})
+    result = switcher(eng, clock).run()
+    assert ("remove", "fs_admin_bot_v2") in eng.calls
+    assert "fs_admin_bot_v2" in result["started"]
+
+
+def test_recreate_stops_the_old_one_before_starting_the_new_one():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.add("fs_worker_v1", service_labels("worker", "v1", "recreate"))
+    svcs = services() + [Service("worker", ["w"], "recreate", False, 8080, "", 5, {})]
+    switcher(eng, clock, svcs=svcs).run()
+    order = [c[:2] for c in eng.calls]
+    assert order.index(("stop", "fs_worker_v1")) < order.index(("create", "fs_worker_v2"))
+    assert "fs_worker_v1" not in eng.containers and eng.containers["fs_worker_v2"]["State"] == "running"
+
+
+def test_a_container_that_never_gets_healthy_is_removed_and_the_old_ones_keep_serving():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.add("fs_worker_v1", service_labels("worker", "v1", "recreate"))
+    eng.unhealthy.add("fs_admin_bot_v2")
+    svcs = services() + [Service("worker", ["w"], "recreate", False, 8080, "", 5, {})]
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, svcs=svcs, ready_timeout=10).run()
+    assert err.value.stage == "ready" and "fs_admin_bot_v2: health unhealthy" in str(err.value)
+    assert "The new release v2 did not become ready; its containers were removed" in str(err.value)
+    assert sorted(eng.containers) == ["fs_admin_bot_v1", "fs_master_bot_v1", "fs_proxy", "fs_worker_v1",
+                                      "other_admin_bot_v1"]
+    assert eng.containers["fs_worker_v1"]["State"] == "running"  # the stopped recreate one is back
+    assert eng.files["/etc/nginx/fs_upstream_admin_bot.conf"].endswith('"fs_admin_bot_v1:8080";\n')
+    assert not [c for c in eng.calls if c[0] == "put" or (c[0] == "exec" and c[1] == "fs_proxy")]
+
+
+def test_a_container_that_cannot_start_gives_the_release_up_without_leaking_secrets():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.fail_start.add("fs_master_bot_v2")
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock).run()
+    assert err.value.stage == "start" and "Could not start fs_master_bot_v2" in str(err.value)
+    assert "fs_admin_bot_v2" not in eng.containers and "fs_master_bot_v2" not in eng.containers
+    assert eng.containers["fs_admin_bot_v1"]["State"] == "running"
+
+
+def test_a_readiness_path_that_never_answers_gives_the_release_up():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    s = switcher(eng, clock, probe=lambda url: (503, "HTTP 503"), probe_retries=3)
+    with pytest.raises(SwitchError) as err:
+        s.run()
+    assert err.value.stage == "probe" and "GET /ready: HTTP 503" in str(err.value)
+    assert "fs_admin_bot_v2" not in eng.containers
+    assert clock() - 1000.0 < 5  # three attempts, one second apart
+
+
+def test_a_configuration_nginx_refuses_puts_the_previous_upstreams_back():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    before = dict(eng.files)
+    eng.nginx_test_rc = 1
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock).run()
+    assert err.value.stage == "proxy" and "host not found in upstream" in str(err.value)
+    assert "previous upstreams were put back" in str(err.value)
+    assert eng.files == before
+    assert "fs_admin_bot_v2" not in eng.containers and eng.containers["fs_admin_bot_v1"]["State"] == "running"
+    assert not [c for c in eng.calls if c[0] == "exec" and c[2] == "reload"]
+
+
+def test_a_proxy_that_does_not_run_changes_nothing():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.containers["fs_proxy"]["State"] = "exited"
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock).run()
+    assert err.value.proxy_missing and not err.value.image_missing
+    assert [c for c in eng.calls if c[0] != "list"] == []
+
+
+def test_a_missing_image_changes_nothing_and_is_said_with_a_missing_proxy():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.missing_images.add("fs:v2")
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock).run()
+    assert err.value.image_missing and not err.value.proxy_missing and err.value.stage == "image"
+    eng.containers["fs_proxy"]["State"] = "exited"
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock).run()
+    assert err.value.image_missing and err.value.proxy_missing
+    assert "fs:v2 is not on the server" in str(err.value)
+    assert [c for c in eng.calls if c[0] != "list"] == []
+
+
+def test_check_mode_changes_nothing():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    result = switcher(eng, clock).run(check_mode=True)
+    assert result["changed"] and result["old"] == ["fs_admin_bot_v1", "fs_master_bot_v1"]
+    assert [c for c in eng.calls if c[0] != "list"] == []
+
+
+def test_without_a_proxy_only_handoff_happens():
+    clock = FakeClock()
+    eng = FakeDocker(clock)
+    eng.add("fs_master_bot_v1", service_labels("master_bot", "v1", "handoff"))
+    svcs = [Service("master_bot", ["m"], "handoff", False, 8080, "/ready", 15, {})]
+    s = Switcher(eng, APP, "v2", "fs:v2", NET, svcs, proxy=None, probe=lambda url: (200, ""),
+                 clock=clock, sleep=clock.sleep)
+    result = s.run()
+    assert result["stopped"] == ["fs_master_bot_v1"] and not result["switched"]
+
+
+def test_plan_sorts_out_old_containers_of_gone_services():
+    containers = [
+        {"Names": ["/fs_gone_v1"], "Labels": service_labels("gone", "v1"), "State": "running"},
+        {"Names": ["/fs_admin_bot_v2"], "Labels": service_labels("admin_bot", "v2"), "State": "running"},
+        {"Names": ["/fs_proxy"], "Labels": {"fs.app": APP, "fs.role": "proxy"}, "State": "running"},
+    ]
+    plan = make_plan(containers, APP, "v2", services(), default_stop_timeout=7)
+    assert [(c.name, c.strategy, c.proxied, c.stop_timeout) for c in plan.old] == [
+        ("fs_gone_v1", "handoff", False, 7)]
+    assert plan.new == ["fs_admin_bot_v2", "fs_master_bot_v2"] and plan.proxy_running is True
+
+
+def test_create_body_carries_labels_network_alias_and_secrets():
+    svc = services()[0]
+    body = create_body(APP, "v2", "fs:v2", NET, svc, {"DATABASE_URL": "postgresql://u:p@db/x"},
+                       "no", {"test": ["CMD", "true"], "interval": "2s", "retries": 3}, "json-file",
+                       {"max-size": "10m"})
+    assert body["Labels"]["fs.release"] == "v2" and len(body["Labels"][CONFIG_LABEL]) == 16
+    assert body["NetworkingConfig"]["EndpointsConfig"][NET]["Aliases"] == ["admin_bot"]
+    assert "A=1" in body["Env"] and "DATABASE_URL=postgresql://u:p@db/x" in body["Env"]
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": ""}
+    assert body["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 3}
+    other = create_body(APP, "v2", "fs:v2", NET, svc, {"DATABASE_URL": "postgresql://u:CHANGED@db/x"})
+    assert other["Labels"][CONFIG_LABEL] != body["Labels"][CONFIG_LABEL]
+
+
+@pytest.mark.parametrize("text,ns", [("2s", 2_000_000_000), ("500ms", 500_000_000), ("1m30s", 90_000_000_000),
+                                     (3, 3_000_000_000), ("1.5", 1_500_000_000), ("", 0)])
+def test_durations(text, ns):
+    assert duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["2x", "s", "1s2", "ten seconds"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError):
+        duration_ns(text)
+
+
+def test_healthcheck_shell_form_and_empty():
+    assert healthcheck_config({}) is None
+    assert healthcheck_config({"test": "curl -f localhost"})["Test"] == ["CMD-SHELL", "curl -f localhost"]
+
+
+def test_scrub_and_tar():
+    assert scrub("bad env postgresql://user:pw@db:5432/x") == "bad env postgresql://***@db:5432/x"
+    with tarfile.open(fileobj=io.BytesIO(tar_files({"a.conf": "x\n"}))) as tar:
+        (member,) = tar.getmembers()
+        assert member.name == "a.conf" and member.mode == 0o644 and member.uid == 0
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        Service.from_dict({"name": "x", "strategy": "rolling"})
+
+
+def test_the_readiness_probe_goes_straight_to_the_container_not_through_a_proxy(monkeypatch):
+    import http.server
+    import threading
+
+    from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import http_probe
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/ready" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a proxy of the environment that nothing answers on: a probe sent
+    # through it would fail
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert http_probe(f"{base}/ready") == (200, "")
+        assert http_probe(f"{base}/other?x=1") == (503, "HTTP 503")
+    finally:
+        server.shutdown()
+        server.server_close()
+    status, error = http_probe(f"{base}/ready", timeout=1)
+    assert status == 0 and error
