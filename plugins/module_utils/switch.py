@@ -48,8 +48,13 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from ansible_collections.fieldservice.deploy.plugins.module_utils.readiness import READY, wait_ready
+from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
+    DEFAULT_PORT,
+    STRATEGIES,
+    container_name,
+    default_strategy,
+)
 
-STRATEGIES = ("blue_green", "handoff", "recreate")
 CONFIG_LABEL = "fs.config"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
@@ -77,16 +82,16 @@ class SwitchError(Exception):
 class Service:
     name: str
     command: list
-    strategy: str = "blue_green"
+    strategy: str = "handoff"
     proxied: bool = False
-    port: int = 8080
+    port: int = DEFAULT_PORT
     readiness_path: str = "/ready"
     stop_timeout: int = 20
     env: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict, default_stop_timeout: int = 20) -> Service:
-        strategy = d.get("strategy") or "blue_green"
+        strategy = d.get("strategy") or default_strategy(d.get("mode"))
         if strategy not in STRATEGIES:
             raise ValueError(f"service {d.get('name')!r}: unknown strategy {strategy!r}")
         stop = d.get("stop_timeout")
@@ -95,7 +100,7 @@ class Service:
             command=[str(c) for c in (d.get("command") or [])],
             strategy=strategy,
             proxied=bool(d.get("proxied")),
-            port=int(d.get("port") or 8080),
+            port=int(d.get("port") or DEFAULT_PORT),
             readiness_path=str(d.get("readiness_path") or ""),
             stop_timeout=int(default_stop_timeout if stop in (None, "") else stop),
             env={str(k): "" if v is None else str(v) for k, v in (d.get("env") or {}).items()},
@@ -118,10 +123,6 @@ class Plan:
     old: list
     new: list
     proxy_running: bool | None  # None: the app has no proxy container
-
-
-def container_name(app: str, service: str, release: str) -> str:
-    return f"{app}_{service}_{release}"
 
 
 def _name(doc: dict) -> str:

@@ -51,7 +51,10 @@ options:
     type: str
     default: ""
   data:
-    description: Keys to set in the release record; null values are ignored.
+    description:
+      - Keys to set in the release record; null values are ignored.
+      - With O(state=activate), merged into the record of the release made current, in the same run
+        right after the link is switched (its activation time, what it replaced, who deployed it).
     type: dict
     default: {}
   keep:
@@ -94,11 +97,13 @@ EXAMPLES = r"""
     archive: /opt/field-service/releases/.3f2a9c1d0b7e.tar.gz
     revision: "3f2a9c1d0b7e"
 
-- name: Serve it from the current link
+- name: Serve it from the current link, and record when
   fieldservice.deploy.releases:
     root: /opt/field-service
     state: activate
     release_id: 3f2a9c1d0b7e
+    data:
+      activated_at: "2025-10-10T15:33:15Z"
 """
 
 RETURN = r"""
@@ -117,7 +122,7 @@ releases:
   elements: dict
 record:
   description: The record after the change.
-  returned: when state=record
+  returned: when state=record, or state=activate with data
   type: dict
 removed:
   description: Ids of the releases deleted (or that would be, in check mode).
@@ -167,6 +172,13 @@ def main() -> None:
             if result["changed"]:
                 result["diff"] = {"before": f"current -> {before}\n",
                                   "after": f"current -> {p['release_id']}\n"}
+            if p["data"]:
+                rec_before, rec_after = store.merged_record(p["root"], p["release_id"], p["data"])
+                result["record"] = rec_after
+                if rec_before != rec_after:
+                    result["changed"] = True
+                    if not module.check_mode:
+                        store.write_record(p["root"], p["release_id"], rec_after)
         elif p["state"] == "prune":
             doomed = store.plan_prune(p["root"], p["keep"])
             result["removed"] = doomed

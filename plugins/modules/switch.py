@@ -67,11 +67,18 @@ options:
         type: list
         elements: str
         default: []
+      mode:
+        description: How the service receives its work (only used to default O(services[].strategy)).
+        type: str
+        choices: [webhook, polling, http]
+        default: polling
       strategy:
-        description: How the service is replaced.
+        description:
+          - How the service is replaced.
+          - Default C(blue_green) for O(services[].mode=webhook) and C(http), C(handoff) for C(polling)
+            (the same defaults as the role's C(app_services); C(plugins/module_utils/services.py)).
         type: str
         choices: [blue_green, handoff, recreate]
-        default: blue_green
       proxied:
         description: Whether the proxy routes to it.
         type: bool
@@ -242,6 +249,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fieldservice.deploy.plugins.module_utils.argspec import docker_spec
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import DockerClient, DockerError
+from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
+    DEFAULT_MODE,
+    MODES,
+    STRATEGIES,
+)
 from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import (
     ProxySettings,
     Service,
@@ -253,7 +265,8 @@ from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import 
 SERVICE_SPEC = {
     "name": {"type": "str", "required": True},
     "command": {"type": "list", "elements": "str", "default": []},
-    "strategy": {"type": "str", "choices": ["blue_green", "handoff", "recreate"], "default": "blue_green"},
+    "mode": {"type": "str", "choices": list(MODES), "default": DEFAULT_MODE},
+    "strategy": {"type": "str", "choices": list(STRATEGIES)},
     "proxied": {"type": "bool", "default": False},
     "port": {"type": "int", "default": 8080},
     "readiness_path": {"type": "str", "default": "/ready"},

@@ -100,5 +100,14 @@ def test_rollback_auto_restores_the_schema_after_a_safety_backup(v1_then_v2):
         assert "written-after-deploy" in fh.read()
     msgs = messages([p for p in d.logs() if os.path.basename(p).startswith("rollback_")][-1])
     assert any(m.startswith("Safety backup: ") and safety[0] in m for m in msgs), msgs
+    # the writers stop BEFORE the safety backup: nothing they write is lost
+    # between the two (the same procedure as restore.yml)
+    order = ["Stopping services of release " + d.rel2, "Creating backup...", "Backup created: safety_",
+             "Restoring database from ", "Database restored", "Graceful restart...", "Health check: PASSED"]
+    pos = 0
+    for want in order:
+        while pos < len(msgs) and not msgs[pos].startswith(want):
+            pos += 1
+        assert pos < len(msgs), f"{want!r} missing or out of order in {msgs}"
     assert msgs[-1] == "ROLLBACK SUCCESS"
     assert serving(d) == [f"{d.name}_admin_bot_{d.rel1}", f"{d.name}_master_bot_{d.rel1}"]

@@ -1,0 +1,102 @@
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter plugins: the app's services as the roles and the switch module need them.
+
+The defaults of a service are those of plugins/module_utils/services.py,
+shared with the switch module on the server. Documented in the .yml files
+beside this one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fieldservice.deploy.plugins.module_utils import services, switch
+
+
+def _services(value, name: str) -> list:
+    if not isinstance(value, list) or not all(isinstance(s, dict) and s.get("name") for s in value):
+        raise AnsibleFilterError(f"{name} expects a list of services, each with a name (app_services)")
+    return value
+
+
+def resolve_services(app_services) -> list[dict]:
+    """app_services with every optional key filled in (mode, strategy, port,
+    readiness_path, public_path, proxied, env)."""
+    return [services.resolve(svc) for svc in _services(app_services, "resolve_services")]
+
+
+def switch_services(resolved, release: str, env: dict, stop_timeout: int) -> list[dict]:
+    """What the switch module is given for each service: only the keys it
+    knows, its stop timeout (its own, else ``stop_timeout``) and its plain
+    environment: ``env`` (the app's), then APP_RELEASE and SERVICE_NAME, then
+    the service's own ``env``, which wins."""
+    out = []
+    for svc in _services(resolved, "switch_services"):
+        svc = services.resolve(svc)
+        stop = svc.get("stop_timeout")
+        out.append({
+            "name": svc["name"],
+            "command": list(svc.get("command") or []),
+            "mode": svc["mode"],
+            "strategy": svc["strategy"],
+            "proxied": svc["proxied"],
+            "port": svc["port"],
+            "readiness_path": svc["readiness_path"],
+            "stop_timeout": int(stop_timeout if stop in (None, "") else stop),
+            "env": {**(env or {}), "APP_RELEASE": release, "SERVICE_NAME": svc["name"], **svc["env"]},
+        })
+    return out
+
+
+def database_url(user: str, password: str, host: str, port, name: str) -> str:
+    """``postgresql://user:password@host:port/name``, user and password quoted."""
+    return f"postgresql://{quote(str(user), safe='')}:{quote(str(password), safe='')}@{host}:{port}/{name}"
+
+
+def service_secret_env(resolved, url: str, app_secret_env: dict, per_service: dict) -> dict:
+    """Each service's secret environment: DATABASE_URL (unless the service's
+    own env sets one), then app_secret_env, then its own secrets."""
+    out = {}
+    for svc in _services(resolved, "service_secret_env"):
+        base = {} if "DATABASE_URL" in (svc.get("env") or {}) else {"DATABASE_URL": url}
+        out[svc["name"]] = {**base, **(app_secret_env or {}), **((per_service or {}).get(svc["name"]) or {})}
+    return out
+
+
+def container_names(app_services, app: str, release: str) -> dict:
+    """``{service: container}`` of a release (an empty dict for no release)."""
+    if not release:
+        return {}
+    return {svc["name"]: services.container_name(app, svc["name"], release)
+            for svc in _services(app_services, "container_names")}
+
+
+def service_containers(app_services, app: str, release: str) -> list[dict]:
+    """``[{name, container, release}]`` of a release, as the health_check
+    module takes them (empty for no release)."""
+    return [{"name": name, "container": container, "release": release}
+            for name, container in container_names(app_services, app, release).items()]
+
+
+def upstream_conf(service: str, app: str, release: str, port) -> str:
+    """The proxy's upstream file of a service, pointing at the release's
+    container (``<app>_<service>_none`` before anything is deployed: the
+    proxy answers 502 until then), exactly as the switch module writes it."""
+    host = services.container_name(app, service, release or "none")
+    return switch.upstream_conf(service, release or "", host, int(port))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "resolve_services": resolve_services,
+            "switch_services": switch_services,
+            "database_url": database_url,
+            "service_secret_env": service_secret_env,
+            "container_names": container_names,
+            "service_containers": service_containers,
+            "upstream_conf": upstream_conf,
+        }

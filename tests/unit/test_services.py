@@ -1,0 +1,86 @@
+"""The services' one set of defaults (plugins/module_utils/services.py), as the
+roles see them (the filter plugins) and as the switch module sees them."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fieldservice.deploy.plugins.filter import services as filters
+from ansible_collections.fieldservice.deploy.plugins.module_utils import services
+from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import Service, upstream_conf
+
+APP_SERVICES = [
+    {"name": "admin_bot", "command": ["python", "-m", "a"], "mode": "webhook",
+     "env": {"BOT_MODE": "webhook"}},
+    {"name": "master_bot", "command": ["python", "-m", "m"], "mode": "polling"},
+    {"name": "worker", "command": ["w"]},
+    {"name": "api", "command": ["api"], "mode": "http", "port": 9000, "readiness_path": "",
+     "stop_timeout": 5},
+    {"name": "reports", "command": ["r"], "strategy": "recreate", "public_path": "/reports/"},
+]
+
+
+def test_the_roles_and_the_switch_module_default_a_service_alike():
+    resolved = {s["name"]: s for s in filters.resolve_services(APP_SERVICES)}
+    for svc in APP_SERVICES:
+        # what the switch module makes of the bare service (no strategy given)
+        module_view = Service.from_dict({k: v for k, v in svc.items() if k != "public_path"})
+        assert module_view.strategy == resolved[svc["name"]]["strategy"], svc["name"]
+        assert module_view.port == resolved[svc["name"]]["port"], svc["name"]
+    assert resolved["master_bot"]["strategy"] == "handoff"   # polling: never blue_green
+    assert resolved["worker"]["strategy"] == "handoff" and resolved["worker"]["mode"] == "polling"
+    assert resolved["admin_bot"]["strategy"] == "blue_green" and resolved["api"]["strategy"] == "blue_green"
+    assert resolved["reports"]["strategy"] == "recreate"
+
+
+def test_resolved_services_have_every_key():
+    resolved = {s["name"]: s for s in filters.resolve_services(APP_SERVICES)}
+    assert resolved["admin_bot"]["public_path"] == "/admin_bot/" and resolved["admin_bot"]["proxied"]
+    assert resolved["master_bot"]["public_path"] == "" and not resolved["master_bot"]["proxied"]
+    assert resolved["reports"]["proxied"] and resolved["reports"]["public_path"] == "/reports/"
+    assert resolved["api"]["port"] == 9000 and resolved["api"]["readiness_path"] == ""
+    assert resolved["worker"]["port"] == 8080 and resolved["worker"]["readiness_path"] == "/ready"
+    assert resolved["worker"]["env"] == {}
+    # the input is not changed
+    assert "strategy" not in APP_SERVICES[0]
+    with pytest.raises(AnsibleFilterError):
+        filters.resolve_services([{"command": ["x"]}])
+
+
+def test_what_the_switch_module_is_given():
+    given = {s["name"]: s for s in filters.switch_services(
+        filters.resolve_services(APP_SERVICES), "r2", {"LOG": "1", "BOT_MODE": "app"}, 20)}
+    assert set(given["admin_bot"]) == {"name", "command", "mode", "strategy", "proxied", "port",
+                                       "readiness_path", "stop_timeout", "env"}
+    # the app's env, then the release, then the service's own (which wins)
+    assert given["admin_bot"]["env"] == {"LOG": "1", "BOT_MODE": "webhook", "APP_RELEASE": "r2",
+                                         "SERVICE_NAME": "admin_bot"}
+    assert given["api"]["stop_timeout"] == 5 and given["worker"]["stop_timeout"] == 20
+    assert all(Service.from_dict(s) for s in given.values())
+
+
+def test_secret_env_and_database_url():
+    url = filters.database_url("fs user", "p@ss/w:rd", "db", 5432, "field_service")
+    assert url == "postgresql://fs%20user:p%40ss%2Fw%3Ard@db:5432/field_service"
+    secret = filters.service_secret_env(
+        [{"name": "a"}, {"name": "b", "env": {"DATABASE_URL": "own"}}], url,
+        {"SENTRY_DSN": "x"}, {"a": {"BOT_TOKEN": "t", "SENTRY_DSN": "y"}})
+    assert secret == {"a": {"DATABASE_URL": url, "SENTRY_DSN": "y", "BOT_TOKEN": "t"},
+                      "b": {"SENTRY_DSN": "x"}}
+
+
+def test_container_names_have_one_rule():
+    assert filters.container_names(APP_SERVICES[:2], "fs", "r1") == {
+        "admin_bot": services.container_name("fs", "admin_bot", "r1"), "master_bot": "fs_master_bot_r1"}
+    assert filters.container_names(APP_SERVICES, "fs", "") == {}
+    assert filters.service_containers(APP_SERVICES[:1], "fs", "r1") == [
+        {"name": "admin_bot", "container": "fs_admin_bot_r1", "release": "r1"}]
+    assert filters.service_containers(APP_SERVICES, "fs", "") == []
+
+
+def test_the_first_upstream_is_what_a_switch_writes():
+    assert filters.upstream_conf("admin_bot", "fs", "r1", "8080") == upstream_conf(
+        "admin_bot", "r1", "fs_admin_bot_r1", 8080)
+    empty = filters.upstream_conf("admin_bot", "fs", "", 8080)
+    assert "nothing deployed yet" in empty and '"fs_admin_bot_none:8080"' in empty
