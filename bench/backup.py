@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ours_bytes"] = info["bytes"]
         result["peak_rss_mb"] = round(rss, 1)
         ours_file = info["path"]
-        print(f"ours      fs_backup.py dump (age)     {result['ours_s']:8.2f} s "
+        print(f"ours      fs-backup dump (age)      {result['ours_s']:8.2f} s "
               f"{result['ours_bytes'] / 1e6:8.1f} MB  peak RSS {rss:.1f} MB", flush=True)
 
         # the option for speed: backup_compress: zstd (level 3, zstd's own default)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ours_zstd3_s"] = round(seconds, 2)
         result["ours_zstd3_bytes"] = info["bytes"]
         os.unlink(info["path"])
-        print(f"ours      fs_backup.py dump (zstd -3) {result['ours_zstd3_s']:8.2f} s "
+        print(f"ours      fs-backup dump (zstd -3)  {result['ours_zstd3_s']:8.2f} s "
               f"{result['ours_zstd3_bytes'] / 1e6:8.1f} MB", flush=True)
 
         plain = os.path.join(work, "plain.sql")
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
              "--lock-file", os.path.join(work, "lock"), "--json"])
         result["restore_s"] = round(seconds, 2)
         result["restore_peak_rss_mb"] = round(rss_restore, 1)
-        print(f"restore   fs_backup.py restore        {result['restore_s']:8.2f} s", flush=True)
+        print(f"restore   fs-backup restore         {result['restore_s']:8.2f} s", flush=True)
         restored = {t: int(pg.psql(f"SELECT count(*) FROM {t}", db="restore_ours"))
                     for t in ("orders", "events")}
         result["restore_rows_match"] = restored == result["rows"]

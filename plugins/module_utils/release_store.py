@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 RECORD_NAME = "RELEASE.json"
@@ -197,47 +199,96 @@ def release_present(root: str, release_id: str) -> bool:
     return os.path.isfile(os.path.join(releases_dir(root), release_id, "REVISION"))
 
 
-def unpack(root: str, release_id: str, archive: str, revision: str, check: bool = False) -> bool:
-    """Put an uploaded source archive in place as ``releases/<id>/``.
+# A partial directory older than this was left by a killed run.
+STALE_PARTIAL_SECONDS = 3600
 
-    Unpacked into ``<id>.partial`` (what a killed run left there is removed
-    first), the REVISION file written, then renamed into place, so a release
-    directory is always complete. The archive is removed. False (nothing
-    done but removing the archive) when the release is already there.
+
+def _clean_stale_partials(base: str, release_id: str, now: float) -> None:
+    for name in os.listdir(base):
+        if name != f"{release_id}.partial" and not name.startswith(f".{release_id}.partial-"):
+            continue
+        path = os.path.join(base, name)
+        try:
+            age = now - os.lstat(path).st_mtime
+        except OSError:
+            continue
+        if name == f"{release_id}.partial" or age > STALE_PARTIAL_SECONDS:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _extract(archive: str, dest: str) -> None:
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # pragma: no cover - Python without extraction filters
+            for member in tar.getmembers():
+                if member.name.startswith("/") or ".." in member.name.split("/"):
+                    raise ReleaseStoreError(f"unsafe path in the archive: {member.name}")
+            tar.extractall(dest)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def unpack(root: str, release_id: str, archive: str, revision: str, check: bool = False) -> bool:
+    """Put an uploaded archive in place as ``releases/<id>/``.
+
+    Unpacked into a hidden directory of this run's own
+    (``.<id>.partial-<random>``; what a killed run left there an hour ago
+    is removed first), the REVISION file written, then renamed into place,
+    so a release directory is always complete, also when two runs unpack the
+    same release at once (the second finds it there and leaves it). The
+    archive is removed. False (nothing done but removing the archive) when
+    the release is already there.
     """
     if not _valid_id(release_id):
         raise ReleaseStoreError(f"{release_id!r} is not a release id")
     final = os.path.join(releases_dir(root), release_id)
     if release_present(root, release_id):
-        if not check and os.path.exists(archive):
-            os.unlink(archive)
+        if not check:
+            _unlink_quiet(archive)
         return False
     if check:
         return True
     if not os.path.isfile(archive):
-        raise ReleaseStoreError(f"the source archive {archive} is not on the server")
-    partial = final + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial, mode=0o755)
+        raise ReleaseStoreError(f"the archive {archive} is not on the server")
+    base = releases_dir(root)
+    os.makedirs(base, mode=0o755, exist_ok=True)
+    _clean_stale_partials(base, release_id, time.time())
+    partial = tempfile.mkdtemp(prefix=f".{release_id}.partial-", dir=base)
     try:
-        with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(partial, filter="data")
-            else:  # pragma: no cover - Python without extraction filters
-                for member in tar.getmembers():
-                    if member.name.startswith("/") or ".." in member.name.split("/"):
-                        raise ReleaseStoreError(f"unsafe path in the archive: {member.name}")
-                tar.extractall(partial)
-    except (tarfile.TarError, OSError) as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise ReleaseStoreError(f"cannot unpack {archive}: {exc}") from exc
-    with open(os.path.join(partial, "REVISION"), "w", encoding="utf-8") as fh:
-        fh.write(revision if revision.endswith("\n") else revision + "\n")
-    os.chmod(os.path.join(partial, "REVISION"), 0o644)
-    if os.path.exists(final):  # an incomplete release (no REVISION): replaced
-        shutil.rmtree(final)
-    os.rename(partial, final)
-    os.unlink(archive)
+        os.chmod(partial, 0o755)
+        try:
+            _extract(archive, partial)
+        except FileNotFoundError:
+            if release_present(root, release_id):  # the other run was quicker
+                return False
+            raise
+        except (tarfile.TarError, OSError) as exc:
+            raise ReleaseStoreError(f"cannot unpack {archive}: {exc}") from exc
+        with open(os.path.join(partial, "REVISION"), "w", encoding="utf-8") as fh:
+            fh.write(revision if revision.endswith("\n") else revision + "\n")
+        os.chmod(os.path.join(partial, "REVISION"), 0o644)
+        if release_present(root, release_id):
+            _unlink_quiet(archive)
+            return False
+        if os.path.exists(final):  # an incomplete release (no REVISION): replaced
+            shutil.rmtree(final)
+        try:
+            os.rename(partial, final)
+        except OSError:
+            if release_present(root, release_id):
+                _unlink_quiet(archive)
+                return False
+            raise
+    finally:
+        if os.path.exists(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+    _unlink_quiet(archive)
     return True
 
 
@@ -253,9 +304,12 @@ def activate(root: str, release_id: str, check: bool = False) -> bool:
         return False
     if check:
         return True
-    tmp = os.path.join(root, ".current.new")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
+    # a temporary name of this run's own: two runs may activate at once
+    tmp = os.path.join(root, f".current.new-{os.getpid()}-{secrets.token_hex(4)}")
     os.symlink(os.path.join("releases", release_id), tmp)
-    os.replace(tmp, os.path.join(root, "current"))
+    try:
+        os.replace(tmp, os.path.join(root, "current"))
+    except OSError:
+        _unlink_quiet(tmp)
+        raise
     return True

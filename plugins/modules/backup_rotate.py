@@ -50,10 +50,11 @@ options:
     required: true
   program:
     description:
-      - The backup program's entry script, installed by the backup role next to its package
-        (C(<backup_install_dir>/fs-backup) and C(<backup_install_dir>/fs_backup/)).
+      - The backup program's entry script, installed by the backup role next to its package in the
+        current version's folder (C(<backup_install_dir>/current/fs-backup) and
+        C(<backup_install_dir>/current/fs_backup/)).
     type: path
-    default: /usr/local/lib/field-service-backup/fs-backup
+    default: /usr/local/lib/field-service-backup/current/fs-backup
   python:
     description: The Python 3 (3.8 or newer) that runs the program (the role's C(backup_python)).
     type: path
@@ -173,7 +174,7 @@ ERROR_PREFIX = "fs_backup: ERROR: "
 
 ARGUMENT_SPEC = {
     "config": {"type": "path", "required": True},
-    "program": {"type": "path", "default": "/usr/local/lib/field-service-backup/fs-backup"},
+    "program": {"type": "path", "default": "/usr/local/lib/field-service-backup/current/fs-backup"},
     "python": {"type": "path", "default": "/usr/bin/python3"},
     "schedules": {"type": "list", "elements": "str"},
     "cloud": {"type": "bool", "default": False},

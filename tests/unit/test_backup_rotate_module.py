@@ -43,7 +43,7 @@ def test_the_documentation_states_the_rules(module):
     spec = module.ARGUMENT_SPEC
     assert set(spec) == {"config", "program", "python", "schedules", "cloud", "now"}
     assert spec["config"] == {"type": "path", "required": True}
-    assert spec["program"]["default"] == "/usr/local/lib/field-service-backup/fs-backup"
+    assert spec["program"]["default"] == "/usr/local/lib/field-service-backup/current/fs-backup"
     assert spec["python"]["default"] == "/usr/bin/python3"
     for attribute in ("check_mode", "diff_mode", "idempotent"):
         assert doc["attributes"][attribute]["support"] == "full"

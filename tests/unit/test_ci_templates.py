@@ -22,10 +22,13 @@ CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 SECRETS = ("ANSIBLE_VAULT_PASSWORD", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
 STAGES = ["test", "backup", "deploy", "verify"]
 PLAYBOOK_OF = {
-    "backup": "playbooks/backup.yml",
-    "deploy": "playbooks/deploy.yml",
-    "verify": "playbooks/health.yml",
+    "backup": "fieldservice.deploy.backup",
+    "deploy": "fieldservice.deploy.deploy",
+    "verify": "fieldservice.deploy.health",
 }
+# The collection, installed from its repository at a pinned ref.
+COLLECTION_INSTALL = re.compile(
+    r'ansible-galaxy collection install "git\+\$DEPLOY_COLLECTION_REPO,\$DEPLOY_COLLECTION_REF"')
 
 
 def load(path: Path) -> dict:
@@ -230,7 +233,7 @@ def test_github_jobs_run_the_right_commands():
             f"{job_id} runs no {playbook}"
         )
         assert "ansible-playbook" not in runs["test"]
-    assert re.search(r"playbooks/deploy\.yml[^\n]*\n?[^\n]*-e skip_tests=true", runs["deploy"])
+    assert re.search(r"fieldservice\.deploy\.deploy[^\n]*\n?[^\n]*-e skip_tests=true", runs["deploy"])
 
 
 def test_github_secret_handling_in_each_server_job():
@@ -247,10 +250,11 @@ def test_github_secret_handling_in_each_server_job():
             f"{job_id}: no always() step removing the vault password file and the agent"
         )
         uses = [s.get("uses", "") for s in steps]
-        checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
-        assert any(
-            (s.get("with") or {}).get("repository") and (s.get("with") or {}).get("ref") for s in checkouts
-        ), f"{job_id}: the deploy tool is not checked out at a pinned ref"
+        assert any(COLLECTION_INSTALL.search(r) for r in runs), (
+            f"{job_id}: the deploy collection is not installed at a pinned ref"
+        )
+        assert "ANSIBLE_COLLECTIONS_PATH=" in setup, f"{job_id}: the installed collection is not on the path"
+        assert "ANSIBLE_CALLBACKS_ENABLED=fieldservice.deploy.deploy_log" in setup, f"{job_id}: no deploy log"
         assert all("@" in u for u in uses if u), f"{job_id}: an action without a version"
         assert jobs[job_id].get("environment") == "production"
     assert "secrets." not in yaml.safe_dump(jobs["test"]), "the test job must not see the deploy secrets"
@@ -294,7 +298,7 @@ def test_gitlab_jobs_run_the_right_commands():
         assert re.search(rf"ansible-playbook .*{re.escape(playbook)}", stage_script[stage]), (
             f"{stage}: no {playbook}"
         )
-    assert re.search(r"playbooks/deploy\.yml\s+-e skip_tests=true", stage_script["deploy"])
+    assert re.search(r"fieldservice\.deploy\.deploy\s+-e skip_tests=true", stage_script["deploy"])
 
 
 def test_gitlab_secret_handling_in_each_server_job():
@@ -313,4 +317,4 @@ def test_gitlab_secret_handling_in_each_server_job():
         )
         cleanup = gitlab_script(job, "after_script")
         assert 'rm -f "$ANSIBLE_VAULT_PASSWORD_FILE"' in cleanup, f"{name}: after_script keeps the vault file"
-        assert "DEPLOY_TOOL_REF" in setup, f"{name}: the deploy tool is not fetched at a pinned ref"
+        assert COLLECTION_INSTALL.search(setup), f"{name}: the collection is not installed at a pinned ref"

@@ -596,14 +596,14 @@ def test_invalid_params_raise():
 
 
 def test_unhealthy_docker_healthcheck_is_a_failure():
-    from ansible_collections.fieldservice.deploy.plugins.module_utils import health as fs_health
+    from ansible_collections.fieldservice.deploy.plugins.module_utils import health
 
     doc = {"Id": "x", "RestartCount": 0,
            "State": {"Running": True, "Status": "running", "StartedAt": "2025-10-10T15:30:00Z",
                      "Health": {"Status": "unhealthy"}}}
-    state = fs_health.container_state(doc)
-    failures = fs_health.container_failures("admin_bot", "c1", state)
+    state = health.container_state(doc)
+    failures = health.container_failures("admin_bot", "c1", state)
     assert [f["check"] for f in failures] == ["container"]
     assert "unhealthy" in failures[0]["reason"]
     doc["State"]["Health"]["Status"] = "healthy"
-    assert fs_health.container_failures("admin_bot", "c1", fs_health.container_state(doc)) == []
+    assert health.container_failures("admin_bot", "c1", health.container_state(doc)) == []

@@ -184,8 +184,63 @@ def test_activate_switches_the_link_atomically_and_only_when_needed(tmp_path):
     assert store.activate(root, "aaa") is False
     assert store.activate(root, "bbb", check=True) is True and store.current_id(root) == "aaa"
     assert store.activate(root, "bbb") is True and store.current_id(root) == "bbb"
-    assert not os.path.lexists(os.path.join(root, ".current.new"))
+    assert [n for n in os.listdir(root) if n.startswith(".current.new")] == []
     with pytest.raises(store.ReleaseStoreError, match="does not exist"):
         store.activate(root, "ccc")
     with pytest.raises(store.ReleaseStoreError, match="not a release id"):
         store.activate(root, "../x")
+
+
+def test_runs_that_unpack_and_activate_the_same_release_at_once_all_succeed(tmp_path):
+    """Several runs at once (the backup program of two apps on one server):
+    each puts the release in place or finds it there; the release is whole,
+    no partial directory or temporary link is left, current points at it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "releases"))
+    files = {f"pkg/m{i}.py": f"X = {i}\n" * 2000 for i in range(40)}
+    archives = []
+    for n in range(6):
+        archives.append(os.path.join(root, "releases", f".v1-{n}.tar.gz"))
+        make_archive(archives[-1], files)
+    collections = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                               "playbooks", "collections")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {collections!r})
+        from ansible_collections.fieldservice.deploy.plugins.module_utils import release_store as store
+        changed = store.unpack({root!r}, "v1", sys.argv[1], "v1")
+        store.activate({root!r}, "v1")
+        print("unpacked" if changed else "found")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, a], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for a in archives]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert [o.strip() for o, _ in outs].count("unpacked") >= 1
+    rel = os.path.join(root, "releases", "v1")
+    assert sorted(os.listdir(os.path.join(rel, "pkg"))) == sorted(os.path.basename(f) for f in files)
+    assert open(os.path.join(rel, "pkg", "m7.py")).read() == "X = 7\n" * 2000
+    assert sorted(os.listdir(os.path.join(root, "releases"))) == ["v1"]  # archives gone, no partials
+    assert store.current_id(root) == "v1"
+    assert [n for n in os.listdir(root) if n.startswith(".current.new")] == []
+
+
+def test_a_partial_directory_of_a_killed_run_goes_only_when_stale(tmp_path):
+    root = str(tmp_path)
+    base = os.path.join(root, "releases")
+    fresh = os.path.join(base, ".r1.partial-running")
+    stale = os.path.join(base, ".r1.partial-killed")
+    os.makedirs(fresh)
+    os.makedirs(stale)
+    old = os.stat(stale).st_mtime - store.STALE_PARTIAL_SECONDS - 60
+    os.utime(stale, (old, old))
+    archive = os.path.join(base, ".r1.tar.gz")
+    make_archive(archive, {"a.txt": "a"})
+    assert store.unpack(root, "r1", archive, "r1") is True
+    # another run may still be writing the fresh one
+    assert os.path.isdir(fresh) and not os.path.exists(stale)
+    assert [r.id for r in store.list_releases(root)] == ["r1"]

@@ -3,8 +3,9 @@
 """fs_backup: server-side PostgreSQL backups for the field-service deploy.
 
 Python standard library only (3.8 or newer): the backup role installs this
-package and its entry script side by side on the server
-(``<backup_install_dir>/fs-backup`` and ``<backup_install_dir>/fs_backup/``)
+package and its entry script side by side on the server, one folder per
+version (``<backup_install_dir>/releases/<id>/fs-backup`` and ``.../fs_backup/``,
+``<backup_install_dir>/current`` the link to the one in use)
 and runs it with the system python3, from the deploy playbook (the pre-deploy
 backup), from the backup playbooks (backup now, restore, verify, list,
 cleanup) and from cron (scheduled backups, the weekly verify). It is the ONE
