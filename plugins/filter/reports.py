@@ -1,10 +1,9 @@
 # Copyright (c) 2026, field-service-deploy contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter plugins: the helper playbooks' reports, as lines to print.
-
-Each takes what a module or the backup program returned and gives a list of
-lines (a debug task prints one per line). Documented in the .yml files beside
-this one.
+"""Filter plugins of the backup side: the helper playbooks' reports, as lines
+to print (each takes what a module or the backup program returned and gives
+a list of lines: a debug task prints one per line), and the program's folder
+configuration. Documented in the .yml files beside this one.
 """
 
 from __future__ import annotations
@@ -99,6 +98,15 @@ def db_size_table(rows: list) -> list[str]:
     return lines
 
 
+def backup_folders(schedules) -> dict:
+    """The backup program's ``folders`` configuration from the backup role's
+    schedules: ``{name: {dir, name_format, keep, max_age}}``."""
+    if not isinstance(schedules, list) or not all(isinstance(s, dict) and s.get("name") for s in schedules):
+        raise AnsibleFilterError("backup_folders expects the backup role's list of schedules")
+    return {s["name"]: {k: s[k] for k in ("dir", "name_format", "keep", "max_age") if k in s}
+            for s in schedules}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -106,4 +114,5 @@ class FilterModule:
             "backup_table": backup_table,
             "backup_summary": backup_summary,
             "db_size_table": db_size_table,
+            "backup_folders": backup_folders,
         }

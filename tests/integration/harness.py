@@ -76,7 +76,8 @@ class Deployment:
         its source and cache folders in that workdir, plus ``extravars``.
 
         Its backups are not scheduled in root's crontab unless ``extravars``
-        say ``backup_cron_enabled=True``: the crontab is one file for the
+        say ``backup_cron_enabled=True``, and it never starts a cron daemon
+        (``backup_cron_service``): the crontab is one file for the
         whole machine, and the tests that write it run one after the other
         (tests/integration/conftest.py, the xdist group "crontab")."""
         name = f"{prefix}_{uuid.uuid4().hex[:6]}"
@@ -87,6 +88,10 @@ class Deployment:
             "code_sync_source_dir": os.path.join(work, "src"),
             "code_sync_cache_dir": os.path.join(work, "cache"),
             "backup_cron_enabled": False,
+            # nor does a test deployment start a cron daemon: one that runs
+            # would fire the entries of the tests that write them (at 02:00,
+            # a daily backup nobody asked for)
+            "backup_cron_service": False,
             **extravars,
         })
         return d

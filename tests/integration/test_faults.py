@@ -17,7 +17,7 @@ import time
 import uuid
 
 import pytest
-from harness import ROOT, Deployment, failed_tasks, make_source
+from harness import ROOT, Deployment, docker, failed_tasks, make_source
 from traffic import webhook_load, webhook_outcome
 
 pytestmark = pytest.mark.integration
@@ -379,3 +379,33 @@ def test_pre_deploy_backups_are_kept_with_their_releases(served):
         assert os.path.exists(os.path.join(folder, name + ".sha256"))
     assert {f[:-7] for f in os.listdir(folder) if f.endswith(".sha256")} == set(backups)
 
+
+
+def test_a_failed_automatic_rollback_is_reported_as_such(served, tmp_path):
+    """The new release fails its health check and the release that served
+    before cannot come back (its image and the Dockerfile to rebuild it are
+    gone): the deploy says that the automatic rollback failed, where, and
+    what to run, not "Deploy failed at ...". (Last: it leaves the bad
+    release serving.)"""
+    d = served
+    rel = d.current_release()
+    # the new release: v2 with the schema's newest migration (the crash test
+    # above left the database at 0003) and a critical line after start
+    make_source(os.path.join(d.workdir, "src"), 2, overlays=(overlay(tmp_path, "f", {
+        "migrations/versions/0003_tariff.py": MIGRATION_0003, MASTER_MAIN: CRITICAL_AFTER_START,
+        "field_service/VERSION": "2.0.9\n"}),))
+    assert d.psql("SELECT version_num FROM alembic_version") == "0003"
+    docker("rmi", "-f", f"{d.name}:{rel}")  # the running containers keep theirs
+    os.unlink(os.path.join(d.app_root, "releases", rel, "Dockerfile"))
+    new_log_name()
+    r = d.run("deploy.yml")
+    assert r.status == "failed"
+    reasons = failed_tasks(r)
+    final = [t for t in reasons if "the automatic rollback to " + rel + " failed at '" in t]
+    assert final, reasons
+    assert final[-1].split(": ", 1)[1].startswith("Health check: FAILED (master_bot:"), final
+    assert "playbooks/rollback.yml -e release=" + rel in final[-1]
+    assert not any("Deploy failed at" in t for t in reasons), reasons
+    log = last_log(d)
+    assert f"Rolling back to {rel}..." in log and f"Rollback complete: {rel} is serving" not in log
+    assert log[-1] == "DEPLOYMENT FAILED"

@@ -57,3 +57,15 @@ def test_the_db_size_table():
     assert rows[1].split() == ["TABLE", "SIZE", "ROWS", "(est.)"]
     assert rows[2].split() == ["public.heartbeats", "16", "kB", "2"]
     assert len(rows) == 3
+
+
+def test_the_program_gets_each_schedule_s_folder_settings_only():
+    schedules = [{"name": "daily", "enabled": True, "dir": "/b/daily", "name_format": "x_%Y%m%d.sql.gz",
+                  "keep": 7, "max_age": "7d", "minute": "0", "hour": "2"},
+                 {"name": "weekly", "dir": "/b/weekly", "name_format": "x_week_%V_%G.sql.gz", "keep": 4,
+                  "max_age": "4w", "weekday": "0"}]
+    assert reports.backup_folders(schedules) == {
+        "daily": {"dir": "/b/daily", "name_format": "x_%Y%m%d.sql.gz", "keep": 7, "max_age": "7d"},
+        "weekly": {"dir": "/b/weekly", "name_format": "x_week_%V_%G.sql.gz", "keep": 4, "max_age": "4w"}}
+    with pytest.raises(AnsibleFilterError):
+        reports.backup_folders({"daily": {}})

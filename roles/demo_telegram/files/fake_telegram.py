@@ -1,3 +1,5 @@
+# Copyright (c) 2026, field-service-deploy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A stand-in for the Telegram Bot API, for tests and benchmarks.
 
 Standard library only, single file: the deploy tool copies just this file
