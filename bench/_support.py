@@ -71,7 +71,8 @@ def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | No
     with open(varfile, "w", encoding="utf-8") as fh:
         json.dump(d.vars(**extra), fh)
     env = d.env()
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "deploy_log" + (",ansible.posix.profile_tasks" if profile else "")
+    env["ANSIBLE_CALLBACKS_ENABLED"] = ("fieldservice.deploy.deploy_log"
+                                        + (",ansible.posix.profile_tasks" if profile else ""))
     env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
     env["PROFILE_TASKS_SORT_ORDER"] = "descending"
     out_path = os.path.join(d.workdir, log_name)

@@ -74,8 +74,11 @@ def is_stale(holder: Holder, this_host: str, pid_alive, max_age: float, now: flo
     return bool(max_age) and now - holder.since > max_age
 
 
-def acquire(path: str, me: Holder, stale: bool, break_stale: bool) -> dict:
-    """Take the lock for ``me``. Returns {"acquired": True, "broke": Holder|None}."""
+def acquire(path: str, me: Holder, stale: bool, break_stale: bool, left: str = "") -> dict:
+    """Take the lock for ``me``. Returns {"acquired": True, "broke": Holder|None}.
+
+    ``left``: what the server looks like now (which release serves, whether
+    a switch is in progress), said with a stale lock: what the gone run left."""
     for _attempt in range(2):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -87,13 +90,14 @@ def acquire(path: str, me: Holder, stale: bool, break_stale: bool) -> dict:
                 return {"acquired": True, "changed": False, "broke": None}
             if stale and break_stale:
                 os.unlink(path)
-                result = acquire(path, me, False, False)
+                result = acquire(path, me, False, False, left)
                 result["broke"] = holder
                 return result
             hint = ""
             if stale:
-                hint = (" The holder is gone (stale lock): run again with"
-                        " -e deploy_lock_break=true to release it.")
+                hint = " The holder is gone (stale lock)"
+                hint += f"; it left the server so: {left}." if left else "."
+                hint += " Run again with -e deploy_lock_break=true to release it."
             raise LockError(f"Another run holds the deploy lock: {holder.describe()}.{hint}") from None
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(me.as_dict(), fh)

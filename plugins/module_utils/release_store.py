@@ -130,16 +130,17 @@ def info(root: str) -> dict:
     }
 
 
-def plan_prune(root: str, keep: int) -> list[str]:
+def plan_prune(root: str, keep: int, protect: tuple | list = ()) -> list[str]:
     """Ids to delete so that at most ``keep`` releases remain.
 
-    The current and the previous release are never deleted, whatever ``keep``
-    says; the newest releases (by record, not mtime) are kept first.
+    The current and the previous release, and those in ``protect`` (whose
+    containers run), are never deleted, whatever ``keep`` says; the newest
+    releases (by record, not mtime) are kept first.
     """
     if keep < 1:
         raise ReleaseStoreError("keep must be at least 1")
     rels = ordered(list_releases(root))
-    protected = {current_id(root), previous_id(root, rels)} - {None}
+    protected = ({current_id(root), previous_id(root, rels)} | set(protect or ())) - {None, ""}
     kept = [r.id for r in rels if r.id in protected]
     doomed = []
     for rel in rels:
@@ -313,3 +314,209 @@ def activate(root: str, release_id: str, check: bool = False) -> bool:
         _unlink_quiet(tmp)
         raise
     return True
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record_serving(root: str, release_id: str, record: dict | None = None, replaced: str | None = None,
+                   replaced_record: dict | None = None, now: str | None = None) -> bool:
+    """Say on the server that ``release_id`` serves: the current link first
+    (one atomic rename: the truth a reader goes by), then its record
+    (``activated_at`` and ``record``), then the record of the release it
+    replaced. Called by the switch the moment the new containers take the
+    traffic, in the same process, so no later step on the control node is
+    needed for the server to know. Whether anything changed."""
+    changed = activate(root, release_id)
+    updates = dict(record or {})
+    if changed or not read_record(os.path.join(releases_dir(root), release_id)).get("activated_at"):
+        updates["activated_at"] = now or utc_now()
+    before, after = merged_record(root, release_id, updates)
+    if before != after:
+        write_record(root, release_id, after)
+        changed = True
+    if replaced and replaced != release_id and replaced_record \
+            and os.path.isdir(os.path.join(releases_dir(root), replaced)):
+        before, after = merged_record(root, replaced, replaced_record)
+        if before != after:
+            write_record(root, replaced, after)
+            changed = True
+    return changed
+
+
+# -- the switch in progress ------------------------------------------------
+
+SWITCH_FILE = ".switch.json"
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of
+    /proc/<pid>/stat), which tells a process from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _write_json(path: str, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".switch.", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+class SwitchJournal:
+    """``<root>/.switch.json`` while a switch runs: from which releases to
+    which one, by which process, and how far it got. Removed when the
+    switch ends (done or given up); a file whose process is gone tells of a
+    switch that was interrupted (the server died, the process was killed)."""
+
+    def __init__(self, root: str, release: str, replacing: list, pid: int | None = None):
+        self.path = os.path.join(root, SWITCH_FILE)
+        pid = os.getpid() if pid is None else pid
+        self.data = {"to": release, "from": sorted(set(replacing) - {release}), "pid": pid,
+                     "pid_start": _proc_start(pid), "started_at": utc_now(), "stage": "starting"}
+
+    def begin(self) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+        _write_json(self.path, self.data)
+
+    def stage(self, stage: str) -> None:
+        self.data["stage"] = stage
+        _write_json(self.path, self.data)
+
+    def end(self) -> None:
+        _unlink_quiet(self.path)
+
+
+def read_switch(root: str) -> dict | None:
+    """The switch journal, with ``running``: its process still runs."""
+    try:
+        with open(os.path.join(root, SWITCH_FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"to": "?", "from": [], "stage": "?", "running": False, "unreadable": True}
+    if not isinstance(data, dict):
+        return None
+    pid = int(data.get("pid") or 0)
+    data["running"] = pid > 0 and _proc_start(pid) is not None and _proc_start(pid) == data.get("pid_start")
+    return data
+
+
+# -- which release serves ----------------------------------------------------
+
+def running_by_release(containers: list) -> dict:
+    """{release: sorted services} of the running service containers, from
+    ``GET /containers/json`` documents (labels fs.role=service, fs.release,
+    fs.service)."""
+    out: dict = {}
+    for doc in containers:
+        labels = doc.get("Labels") or {}
+        if labels.get("fs.role") != "service" or doc.get("State") not in ("running", "restarting"):
+            continue
+        out.setdefault(labels.get("fs.release", ""), set()).add(labels.get("fs.service", ""))
+    return {rel: sorted(svcs) for rel, svcs in sorted(out.items())}
+
+
+def _unhealthy(containers: list) -> list:
+    return sorted(str((doc.get("Names") or [""])[0]).lstrip("/") for doc in containers
+                  if (doc.get("Labels") or {}).get("fs.role") == "service"
+                  and (doc.get("State") == "restarting" or "unhealthy" in str(doc.get("Status", ""))
+                       or "health: starting" in str(doc.get("Status", ""))))
+
+
+def _describe(running: dict) -> str:
+    return ", ".join(f"{rel} ({', '.join(svcs)})" for rel, svcs in running.items()) or "none"
+
+
+def serving_state(root: str, containers: list | None, services: list | None = None,
+                  switch: dict | None = None) -> dict:
+    """What serves, from the record (the current link) and the running
+    containers (their release labels) together: the one answer every
+    playbook goes by.
+
+    ``state`` is one of:
+
+    * ``agree``: the containers that run are of the recorded release (or
+      nothing was deployed yet; or the containers could not be read:
+      ``containers`` None, and the record is all there is);
+    * ``stopped``: the record names a release but no container of the app
+      runs (``serving`` None; a deploy or a rollback starts one);
+    * ``reconcile``: the containers that run are all of one other release,
+      every service is there and none is unhealthy: that release serves
+      (``serving``), and the record can be made to say so;
+    * ``switching``: a switch is running on the server at this moment;
+    * ``conflict``: anything else (containers of several releases, or of
+      one other release that lacks services or is unhealthy): ``problem``
+      says what, ``fix`` the command that puts it right (a switch to the
+      recorded release, which stops the others).
+
+    A switch journal left by an interrupted switch is named in ``problem``.
+    """
+    recorded = current_id(root)
+    result = {"recorded": recorded, "serving": recorded, "running": {}, "state": "agree",
+              "problem": "", "fix": "", "switch": switch}
+    if containers is not None:
+        result["running"] = running_by_release(containers)
+    running = result["running"]
+    if switch and switch.get("running"):
+        result.update(state="switching", problem=(
+            f"a switch to {switch.get('to')} is running on the server now (process {switch.get('pid')}, "
+            f"since {switch.get('started_at')}, at '{switch.get('stage')}')"),
+            fix="wait until it ends (seconds, usually), then run the command again")
+        return result
+    interrupted = ""
+    if switch:
+        interrupted = (f"a switch from {', '.join(switch.get('from') or []) or 'nothing'} to "
+                       f"{switch.get('to')} was interrupted at '{switch.get('stage')}' "
+                       f"(started {switch.get('started_at')})")
+        result["problem"] = interrupted
+    if containers is None:
+        return result
+    releases = set(running)
+    if not releases:
+        if recorded:
+            result.update(state="stopped", serving=None, problem="; ".join(filter(None, [
+                f"no container of the app runs; the record says {recorded}", interrupted])))
+        return result
+    if releases == {recorded}:
+        return result
+    what = "; ".join(filter(None, [
+        f"the record says {recorded or 'nothing'} serves, the containers that run are of "
+        f"{_describe(running)}", interrupted]))
+    if len(releases) == 1:
+        (only,) = releases
+        missing = sorted(set(services or []) - set(running[only]))
+        sick = _unhealthy(containers)
+        if not missing and not sick:
+            result.update(state="reconcile", serving=only, problem=what)
+            return result
+        what += f" ({only} lacks {', '.join(missing)})" if missing else f" (unhealthy: {', '.join(sick)})"
+        result["serving"] = only if not recorded else recorded
+    result.update(state="conflict", problem=what,
+                  fix="ansible-playbook playbooks/rollback.yml -e release="
+                  + str(recorded or result["serving"] or sorted(releases)[-1]))
+    return result
+
+
+def serving_info(root: str, containers: list | None, services: list | None = None) -> dict:
+    """``info()`` with ``serving`` (``serving_state``): the one reading of
+    the release store and the containers that every playbook goes by."""
+    result = info(root)
+    serving = serving_state(root, containers, services, read_switch(root))
+    result["serving"] = serving
+    if serving["state"] == "reconcile" and serving["recorded"]:
+        result["previous"] = serving["recorded"]
+    return result

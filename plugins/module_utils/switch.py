@@ -314,7 +314,8 @@ class Switcher:
                  log_driver: str = "json-file", log_options: dict | None = None,
                  ready_timeout: float = 120, probe_retries: int = 30, probe_delay: float = 1.0,
                  ready_interval: float = 0.5, default_stop_timeout: int = 20,
-                 probe=http_probe, clock=time.monotonic, sleep=time.sleep, log=None):
+                 probe=http_probe, clock=time.monotonic, sleep=time.sleep, log=None,
+                 on_stage=None, on_serving=None):
         self.client = client
         self.app = app
         self.release = release
@@ -336,7 +337,12 @@ class Switcher:
         self.clock = clock
         self.sleep = sleep
         self.log = log or (lambda msg: None)
-        self.result: dict = {"changed": False, "started": [], "kept": [], "stopped": [],
+        # on_stage(name): the switch got that far; on_serving(): the new
+        # containers take the traffic (proxy reloaded, handoff done), the
+        # moment the server's record must say so (plugins/modules/switch.py)
+        self.on_stage = on_stage or (lambda stage: None)
+        self.on_serving = on_serving or (lambda: None)
+        self.result: dict = {"changed": False, "created": [], "kept": [], "stopped": [],
                              "switched": False, "addresses": {}, "timings": {}}
         self._t0 = clock()
         self._created: list = []
@@ -449,9 +455,10 @@ class Switcher:
                 self.client.start_container(name)
             except Exception as exc:  # noqa: BLE001 - any engine error gives the release up
                 self._give_up(f"Could not start {name}: {exc}", "start")
-            self.result["started"].append(name)
+            self.result["created"].append(name)
             self.result["changed"] = True
         self._mark("started")
+        self.on_stage("new containers started")
 
         # 4. ready: running, healthy, and the readiness path answers 200
         ok, verdicts, reason, dummy = wait_ready(self.client.inspect_container, plan.new, self.ready_timeout,
@@ -484,6 +491,7 @@ class Switcher:
                 self._give_up(f"{svc.name}: readiness path not ready: GET {svc.readiness_path}: "
                               f"{error or status}", "probe")
         self._mark("probed")
+        self.on_stage("new containers ready")
 
         # 5. the proxy: new upstreams, nginx -t, one graceful reload
         switched_at = None
@@ -498,12 +506,19 @@ class Switcher:
                 self.result["switched"] = True
                 self.result["changed"] = True
         self._mark("switched")
+        self.on_stage("proxy switched")
 
         # 6. the old containers: not behind the proxy first (handoff), then,
         # after the drain time, those behind it
         for c in plan.old:
             if not c.proxied:
                 self._stop_and_remove(c.name, c.stop_timeout)
+        self._mark("handed_over")
+        # the new release takes all the traffic now: the record says so
+        # before anything else happens
+        self.on_serving()
+        self.result["recorded"] = True
+        self.on_stage("serving; stopping the old containers behind the proxy")
         behind = [c for c in plan.old if c.proxied]
         if switched_at is not None and any(c.running for c in behind):
             left = self.proxy.drain_seconds - (self.clock() - switched_at)

@@ -46,6 +46,12 @@ options:
     description: Release a stale lock before taking it.
     type: bool
     default: false
+  left:
+    description:
+      - How the server looks now (which release serves, whether a switch is in progress or was
+        interrupted), said in the message about a stale lock (what the gone run left behind).
+    type: str
+    default: ""
 attributes:
   check_mode:
     support: full
@@ -99,6 +105,7 @@ def main() -> None:
             "holder": {"type": "dict", "default": {}},
             "stale": {"type": "bool", "default": False},
             "break_stale": {"type": "bool", "default": False},
+            "left": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -120,7 +127,7 @@ def main() -> None:
                 host=str(h.get("host", "?")), pid=int(h.get("pid", 0) or 0), user=str(h.get("user", "?")),
                 playbook=str(h.get("playbook", "?")), since=time.time(), token=p["token"],
             )
-            out = lock.acquire(path, me, p["stale"], p["break_stale"])
+            out = lock.acquire(path, me, p["stale"], p["break_stale"], p["left"])
             new = lock.read_holder(path)
             result.update(
                 changed=out["changed"], holder=new.as_dict() if new else None,

@@ -61,6 +61,13 @@ options:
     description: Releases kept by O(state=prune), the current and previous always among them.
     type: int
     default: 5
+  protect:
+    description:
+      - Releases O(state=prune) never deletes, besides the current and the previous one (those whose
+        containers run).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -147,6 +154,7 @@ def main() -> None:
             "release_id": {"type": "str"},
             "data": {"type": "dict", "default": {}},
             "keep": {"type": "int", "default": 5},
+            "protect": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[("state", "record", ("release_id",)), ("state", "unpack", ("release_id", "archive")),
                      ("state", "activate", ("release_id",))],
@@ -180,7 +188,7 @@ def main() -> None:
                     if not module.check_mode:
                         store.write_record(p["root"], p["release_id"], rec_after)
         elif p["state"] == "prune":
-            doomed = store.plan_prune(p["root"], p["keep"])
+            doomed = store.plan_prune(p["root"], p["keep"], p["protect"])
             result["removed"] = doomed
             if doomed:
                 before = [r.id for r in store.list_releases(p["root"])]

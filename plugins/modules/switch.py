@@ -135,6 +135,30 @@ options:
     description: Attempts (one a second) at each readiness path once the containers pass their health check.
     type: int
     default: 30
+  record_root:
+    description:
+      - The app's root directory on the server (its release store). When set, the switch says on
+        the server which release serves, as part of the switch itself; a switch whose control node
+        dies still leaves the record equal to what serves.
+      - While the switch runs, C(<record_root>/.switch.json) names the releases, the process and
+        the stage reached (removed at the end; left behind, it tells of an interrupted switch).
+      - The moment the new containers take the traffic (proxy reloaded, handoff done), before the old
+        containers behind the proxy are stopped, the C(current) link is pointed at O(release) (one
+        atomic rename), its record gets C(activated_at) and O(record), and O(replaced)'s record gets
+        O(replaced_record).
+    type: path
+  record:
+    description: Keys merged into the record (C(RELEASE.json)) of O(release) when it takes the traffic.
+    type: dict
+    default: {}
+  replaced:
+    description: The release being replaced, whose record gets O(replaced_record).
+    type: str
+    default: ""
+  replaced_record:
+    description: Keys merged into the record of O(replaced) when O(release) takes the traffic.
+    type: dict
+    default: {}
   proxy:
     description: The proxy in front of the services with O(services[].proxied=true).
     type: dict
@@ -202,8 +226,10 @@ new:
   returned: always
   type: list
   elements: str
-started:
-  description: The containers created and started.
+created:
+  description:
+    - The containers created and started (not C(started), a key Ansible's C(async) keeps for itself,
+      and the task runs detached).
   returned: success
   type: list
   elements: str
@@ -225,14 +251,18 @@ addresses:
   description: Each service's new container's address in the app network.
   returned: success
   type: dict
+recorded:
+  description: The new release took the traffic and the record on the server says so (O(record_root)).
+  returned: success
+  type: bool
 timings:
   description:
     - Seconds since the start at the end of each phase (recreate_stopped, started, ready, probed,
-      switched, old_stopped).
+      switched, handed_over, old_stopped).
   returned: success
   type: dict
 stage:
-  description: Where a failed switch stopped (image, start, ready, probe, proxy, docker).
+  description: Where a failed switch stopped (image, start, ready, probe, proxy, record, docker).
   returned: failure
   type: str
 proxy_missing:
@@ -247,6 +277,7 @@ image_missing:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fieldservice.deploy.plugins.module_utils import release_store as store
 from ansible_collections.fieldservice.deploy.plugins.module_utils.argspec import docker_spec
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import DockerClient, DockerError
 from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
@@ -299,6 +330,10 @@ def main() -> None:
             "ready_timeout": {"type": "float", "default": 120},
             "probe_retries": {"type": "int", "default": 30},
             "proxy": {"type": "dict", "options": PROXY_SPEC},
+            "record_root": {"type": "path"},
+            "record": {"type": "dict", "default": {}},
+            "replaced": {"type": "str", "default": ""},
+            "replaced_record": {"type": "dict", "default": {}},
             **docker_spec(),
         },
         supports_check_mode=True,
@@ -309,23 +344,48 @@ def main() -> None:
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     proxy = ProxySettings(**p["proxy"]) if p["proxy"] else None
+    journal = None
+    hooks = {}
+    if p["record_root"] and not module.check_mode:
+        root = p["record_root"]
+        if not store.release_present(root, p["release"]):
+            module.fail_json(msg=f"release {p['release']} is not under {store.releases_dir(root)}",
+                             stage="record", proxy_missing=False, image_missing=False)
+        journal = store.SwitchJournal(root, p["release"], [p["replaced"]] if p["replaced"] else [])
+
+        def on_serving() -> None:
+            try:
+                store.record_serving(root, p["release"], p["record"], p["replaced"] or None,
+                                     p["replaced_record"])
+            except (store.ReleaseStoreError, OSError) as exc:
+                raise SwitchError(f"Release {p['release']} serves, but the record on the server could not "
+                                  f"be written: {exc}", "record") from exc
+
+        hooks = {"on_stage": journal.stage, "on_serving": on_serving}
     switcher = Switcher(
         DockerClient(docker_host=p["docker_host"]), p["app"], p["release"], p["image"], p["network"],
         services, secret_env=p["secret_env"], proxy=proxy, restart_policy=p["restart_policy"],
         healthcheck=p["healthcheck"], log_driver=p["log_driver"], log_options=p["log_options"],
         ready_timeout=p["ready_timeout"], probe_retries=p["probe_retries"],
-        default_stop_timeout=p["stop_timeout"],
+        default_stop_timeout=p["stop_timeout"], **hooks,
     )
     try:
+        if journal:
+            journal.begin()
         result = switcher.run(check_mode=module.check_mode)
-    except (SwitchError, DockerError) as exc:
+    except (SwitchError, DockerError, OSError) as exc:
+        if journal:
+            journal.end()
         so_far = {k: v for k, v in switcher.result.items() if k != "changed"}
         if isinstance(exc, SwitchError):
             module.fail_json(msg=str(exc), stage=exc.stage, proxy_missing=exc.proxy_missing,
                              image_missing=exc.image_missing, changed=switcher.result["changed"], **so_far)
-        module.fail_json(msg=scrub(f"Docker error during the switch: {exc}"), stage="docker",
+        what = "Docker error" if isinstance(exc, DockerError) else "Error"
+        module.fail_json(msg=scrub(f"{what} during the switch: {exc}"), stage="docker",
                          proxy_missing=False, image_missing=False, changed=switcher.result["changed"],
                          **so_far)
+    if journal:
+        journal.end()
     module.exit_json(**result)
 
 

@@ -21,7 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 APP_SRC = os.path.join(ROOT, "examples", "field-service")
 V2_OVERLAY = os.path.join(ROOT, "examples", "field-service-v2")
 INVENTORY = os.path.join(ROOT, "inventory", "local", "hosts.yml")
-PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+# The control node's Python (its virtualenv has ansible-playbook): .venv, or
+# another line's, e.g. FS_TEST_PYTHON=.venv-2.19/bin/python for ansible-core 2.19.
+PYTHON = os.path.abspath(os.environ.get("FS_TEST_PYTHON") or os.path.join(ROOT, ".venv", "bin", "python"))
 
 
 def docker_ok() -> bool:

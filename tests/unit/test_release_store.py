@@ -244,3 +244,130 @@ def test_a_partial_directory_of_a_killed_run_goes_only_when_stale(tmp_path):
     # another run may still be writing the fresh one
     assert os.path.isdir(fresh) and not os.path.exists(stale)
     assert [r.id for r in store.list_releases(root)] == ["r1"]
+
+
+# -- the serving release: record and containers together ------------------
+
+SERVICES = ["admin_bot", "master_bot"]
+
+
+def container(service, release, state="running", status="Up 5 minutes"):
+    return {"Names": [f"/fs_{service}_{release}"], "State": state, "Status": status,
+            "Labels": {"fs.app": "fs", "fs.role": "service", "fs.service": service, "fs.release": release}}
+
+
+def both(release, **kw):
+    return [container(s, release, **kw) for s in SERVICES]
+
+
+def store_with(tmp_path, current="A"):
+    root = str(tmp_path)
+    make_release(root, "Z", "2025-01-01T00:00:00Z")
+    make_release(root, "A", "2025-01-02T00:00:00Z")
+    make_release(root, "B")
+    if current:
+        set_current(root, current)
+    return root
+
+
+def test_record_and_containers_that_agree(tmp_path):
+    root = store_with(tmp_path)
+    s = store.serving_state(root, both("A"), SERVICES)
+    assert (s["state"], s["serving"], s["problem"]) == ("agree", "A", "")
+    # the engine did not answer: the record is all there is
+    assert store.serving_state(root, None, SERVICES)["state"] == "agree"
+    # the proxy and other roles do not count
+    proxy = {"Names": ["/fs_proxy"], "State": "running", "Labels": {"fs.app": "fs", "fs.role": "proxy"}}
+    assert store.serving_state(root, [*both("A"), proxy], SERVICES)["running"] == {"A": SERVICES}
+
+
+def test_the_containers_of_another_release_serve_complete_and_healthy(tmp_path):
+    """A run killed after the switch, before the record: B serves."""
+    root = store_with(tmp_path)
+    info = store.serving_info(root, both("B"), SERVICES)
+    s = info["serving"]
+    assert (s["state"], s["serving"], s["recorded"]) == ("reconcile", "B", "A")
+    assert "the record says A" in s["problem"] and "B (admin_bot, master_bot)" in s["problem"]
+    # the release that served before is A, not the record's previous (Z)
+    assert info["previous"] == "A"
+
+
+@pytest.mark.parametrize("containers, why", [
+    (both("A") + both("B"), "several"),
+    ([container("admin_bot", "B")], "lacks master_bot"),
+    ([container("admin_bot", "B"), container("master_bot", "B", status="Up 3 s (unhealthy)")], "unhealthy"),
+    ([container("admin_bot", "B"), container("master_bot", "B", state="restarting")], "unhealthy"),
+])
+def test_what_cannot_be_reconciled_is_a_conflict_with_the_fix(tmp_path, containers, why):
+    root = store_with(tmp_path)
+    s = store.serving_state(root, containers, SERVICES)
+    assert s["state"] == "conflict"
+    assert "the record says A" in s["problem"]
+    assert s["fix"] == "ansible-playbook playbooks/rollback.yml -e release=A"
+    if why != "several":
+        assert why in s["problem"]
+
+
+def test_nothing_running_is_stopped_not_a_conflict(tmp_path):
+    root = store_with(tmp_path)
+    s = store.serving_state(root, both("A", state="exited"), SERVICES)
+    assert (s["state"], s["serving"]) == ("stopped", None)
+    # nothing deployed, nothing running: they agree
+    fresh = str(tmp_path / "fresh")
+    assert store.serving_state(fresh, [], SERVICES)["state"] == "agree"
+
+
+def test_a_switch_that_runs_or_was_interrupted(tmp_path):
+    root = store_with(tmp_path)
+    journal = store.SwitchJournal(root, "B", ["A"])
+    journal.begin()
+    journal.stage("proxy switched")
+    running = store.read_switch(root)
+    assert running["running"] is True and running["stage"] == "proxy switched"
+    s = store.serving_state(root, both("A") + both("B"), SERVICES, running)
+    assert s["state"] == "switching" and "a switch to B is running" in s["problem"]
+    # the same journal from a process that is gone (a later one got its pid)
+    with open(os.path.join(root, store.SWITCH_FILE)) as fh:
+        data = json.load(fh)
+    data["pid_start"] = "1"
+    with open(os.path.join(root, store.SWITCH_FILE), "w") as fh:
+        json.dump(data, fh)
+    gone = store.read_switch(root)
+    assert gone["running"] is False
+    s = store.serving_state(root, both("A") + both("B"), SERVICES, gone)
+    assert s["state"] == "conflict"
+    assert "a switch from A to B was interrupted at 'proxy switched'" in s["problem"]
+    journal.end()
+    assert store.read_switch(root) is None
+
+
+def test_record_serving_points_the_link_then_writes_both_records(tmp_path):
+    root = store_with(tmp_path)
+    assert store.record_serving(root, "B", {"outcome": "activated"}, "A", {"outcome": "rolled_back"},
+                                now="2025-01-03T00:00:00Z")
+    assert store.current_id(root) == "B"
+    assert store.read_record(os.path.join(root, "releases", "B"))["activated_at"] == "2025-01-03T00:00:00Z"
+    assert store.read_record(os.path.join(root, "releases", "A"))["outcome"] == "rolled_back"
+    assert store.previous_id(root) == "A"  # rolled back, not a failed health check
+    # the same again changes nothing
+    assert not store.record_serving(root, "B", {"outcome": "activated"}, "A", {"outcome": "rolled_back"})
+
+
+def test_prune_never_removes_a_release_whose_containers_run(tmp_path):
+    root = str(tmp_path)
+    for i in range(5):
+        make_release(root, f"r{i}", f"2025-01-0{i + 1}T00:00:00Z")
+    set_current(root, "r4")
+    assert store.plan_prune(root, 2) == ["r2", "r1", "r0"]
+    assert store.plan_prune(root, 2, protect=["r0"]) == ["r2", "r1"]
+
+
+def test_the_journal_of_a_switch_that_died_after_its_work_is_named_not_a_conflict(tmp_path):
+    root = store_with(tmp_path, current="B")
+    journal = store.SwitchJournal(root, "B", ["A"], pid=2**22 + 12345)  # no such process
+    journal.begin()
+    gone = store.read_switch(root)
+    assert gone["running"] is False
+    s = store.serving_state(root, both("B"), SERVICES, gone)
+    assert s["state"] == "agree" and s["serving"] == "B"
+    assert "a switch from A to B was interrupted at 'starting'" in s["problem"]

@@ -177,7 +177,7 @@ def test_blue_green_and_handoff_in_the_right_order():
     result = s.run()
 
     assert result["changed"] and result["switched"]
-    assert sorted(result["started"]) == ["fs_admin_bot_v2", "fs_master_bot_v2"]
+    assert sorted(result["created"]) == ["fs_admin_bot_v2", "fs_master_bot_v2"]
     assert result["stopped"] == ["fs_master_bot_v1", "fs_admin_bot_v1"]
     assert sorted(eng.containers) == ["fs_admin_bot_v2", "fs_master_bot_v2", "fs_proxy", "other_admin_bot_v1"]
     assert eng.files["/etc/nginx/fs_upstream_admin_bot.conf"] == upstream_conf(
@@ -259,7 +259,7 @@ def test_a_container_of_the_release_with_other_settings_is_replaced():
     eng.add("fs_admin_bot_v2", {**service_labels("admin_bot", "v2"), CONFIG_LABEL: "stale"})
     result = switcher(eng, clock).run()
     assert ("remove", "fs_admin_bot_v2") in eng.calls
-    assert "fs_admin_bot_v2" in result["started"]
+    assert "fs_admin_bot_v2" in result["created"]
 
 
 def test_recreate_stops_the_old_one_before_starting_the_new_one():
@@ -454,3 +454,39 @@ def test_the_readiness_probe_goes_straight_to_the_container_not_through_a_proxy(
         server.server_close()
     status, error = http_probe(f"{base}/ready", timeout=1)
     assert status == 0 and error
+
+
+def test_the_record_is_written_once_the_new_release_takes_all_the_traffic():
+    """on_serving comes after the proxy reload and the handoff (old polling
+    container stopped), before the old container behind the proxy is stopped
+    after its drain; each stage is reported on the way."""
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    seen = []
+    stages = []
+
+    def on_serving():
+        seen.append(list(eng.calls))
+
+    s = switcher(eng, clock, on_serving=on_serving, on_stage=stages.append)
+    result = s.run()
+    assert result["recorded"] is True
+    assert len(seen) == 1
+    before = seen[0]
+    assert ("exec", "fs_proxy", "reload") in before
+    assert ("stop", "fs_master_bot_v1", 15) in before  # the handoff is done
+    assert ("stop", "fs_admin_bot_v1", 20) not in before  # still draining
+    assert ("stop", "fs_admin_bot_v1", 20) in eng.calls
+    assert stages == ["new containers started", "new containers ready", "proxy switched",
+                      "serving; stopping the old containers behind the proxy"]
+
+
+def test_a_switch_given_up_never_records():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.unhealthy.add("fs_admin_bot_v2")
+    seen = []
+    s = switcher(eng, clock, on_serving=lambda: seen.append(1))
+    with pytest.raises(SwitchError):
+        s.run()
+    assert seen == []
