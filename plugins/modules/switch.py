@@ -28,7 +28,10 @@ description:
     RV(image_missing=true), so that the playbook provisions the proxy or builds the image, and
     switches again.
   - The whole switch runs in one process on the server, talking to the Docker engine over its
-    socket (docs/zero-downtime.md). The logic is in C(plugins/module_utils/switch.py).
+    socket (docs/zero-downtime.md). That process leaves the module's session (C(setsid)) and
+    ignores hang-ups, so a control node that dies mid-switch (SIGKILL of C(ansible-playbook) and
+    its process group, a dropped SSH connection) leaves it to finish; the module waits for its
+    answer (C(plugins/module_utils/detach.py)). The logic is in C(plugins/module_utils/switch.py).
   - The containers are named C(<app>_<service>_<release>) and labelled C(fs.app), C(fs.role=service),
     C(fs.service), C(fs.release), C(fs.strategy) and C(fs.config) (a hash of their settings; a
     container of the same name with other settings is replaced, one with the same settings that
@@ -228,8 +231,7 @@ new:
   elements: str
 created:
   description:
-    - The containers created and started (not C(started), a key Ansible's C(async) keeps for itself,
-      and the task runs detached).
+    - The containers created and started.
   returned: success
   type: list
   elements: str
@@ -279,6 +281,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fieldservice.deploy.plugins.module_utils import release_store as store
 from ansible_collections.fieldservice.deploy.plugins.module_utils.argspec import docker_spec
+from ansible_collections.fieldservice.deploy.plugins.module_utils.detach import DetachedFailure, run_detached
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import DockerClient, DockerError
 from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
     DEFAULT_MODE,
@@ -344,14 +347,13 @@ def main() -> None:
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     proxy = ProxySettings(**p["proxy"]) if p["proxy"] else None
-    journal = None
+    root = p["record_root"]
     hooks = {}
-    if p["record_root"] and not module.check_mode:
-        root = p["record_root"]
+    journal = None
+    if root and not module.check_mode:
         if not store.release_present(root, p["release"]):
             module.fail_json(msg=f"release {p['release']} is not under {store.releases_dir(root)}",
                              stage="record", proxy_missing=False, image_missing=False)
-        journal = store.SwitchJournal(root, p["release"], [p["replaced"]] if p["replaced"] else [])
 
         def on_serving() -> None:
             try:
@@ -361,7 +363,7 @@ def main() -> None:
                 raise SwitchError(f"Release {p['release']} serves, but the record on the server could not "
                                   f"be written: {exc}", "record") from exc
 
-        hooks = {"on_stage": journal.stage, "on_serving": on_serving}
+        hooks["on_serving"] = on_serving
     switcher = Switcher(
         DockerClient(docker_host=p["docker_host"]), p["app"], p["release"], p["image"], p["network"],
         services, secret_env=p["secret_env"], proxy=proxy, restart_policy=p["restart_policy"],
@@ -369,23 +371,52 @@ def main() -> None:
         ready_timeout=p["ready_timeout"], probe_retries=p["probe_retries"],
         default_stop_timeout=p["stop_timeout"], **hooks,
     )
-    try:
-        if journal:
+
+    def work() -> dict:
+        # in the detached process: the journal names it, not the module's
+        if root and not module.check_mode:
+            nonlocal journal
+            journal = store.SwitchJournal(root, p["release"], [p["replaced"]] if p["replaced"] else [])
+            switcher.on_stage = journal.stage
             journal.begin()
-        result = switcher.run(check_mode=module.check_mode)
-    except (SwitchError, DockerError, OSError) as exc:
+        try:
+            result = switcher.run(check_mode=module.check_mode)
+        except SwitchError:
+            if journal:  # given up cleanly: the previous release serves as before
+                journal.end()
+            raise
         if journal:
             journal.end()
+        return result
+
+    def on_error(exc: BaseException) -> dict:
         so_far = {k: v for k, v in switcher.result.items() if k != "changed"}
+        out = {"proxy_missing": False, "image_missing": False, "changed": switcher.result["changed"],
+               **so_far}
         if isinstance(exc, SwitchError):
-            module.fail_json(msg=str(exc), stage=exc.stage, proxy_missing=exc.proxy_missing,
-                             image_missing=exc.image_missing, changed=switcher.result["changed"], **so_far)
-        what = "Docker error" if isinstance(exc, DockerError) else "Error"
-        module.fail_json(msg=scrub(f"{what} during the switch: {exc}"), stage="docker",
-                         proxy_missing=False, image_missing=False, changed=switcher.result["changed"],
-                         **so_far)
-    if journal:
-        journal.end()
+            out.update(msg=str(exc), stage=exc.stage, proxy_missing=exc.proxy_missing,
+                       image_missing=exc.image_missing)
+        elif isinstance(exc, DockerError):
+            out.update(msg=scrub(f"Docker error during the switch: {exc}"), stage="docker")
+        else:
+            out.update(msg=scrub(f"Error during the switch: {exc}"), stage="docker")
+        return out
+
+    if module.check_mode:
+        try:
+            module.exit_json(**work())
+        except (SwitchError, DockerError, OSError) as exc:
+            module.fail_json(**on_error(exc))
+    # Detached (plugins/module_utils/detach.py): a control node that dies
+    # mid-switch leaves it to finish on the server and record what serves.
+    try:
+        result = run_detached(work, on_error)
+    except DetachedFailure as exc:
+        if exc.payload is None:
+            module.fail_json(msg=f"The switch to {p['release']} stopped: {exc}. Run playbooks/health.yml "
+                                 "to see which release serves.", stage="docker", proxy_missing=False,
+                             image_missing=False, changed=True)
+        module.fail_json(**exc.payload)
     module.exit_json(**result)
 
 
