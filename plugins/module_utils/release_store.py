@@ -178,21 +178,27 @@ def merged_record(root: str, release_id: str, updates: dict) -> tuple[dict, dict
     return before, after
 
 
-def write_record(root: str, release_id: str, record: dict) -> None:
-    path = os.path.join(releases_dir(root), release_id)
-    fd, tmp = tempfile.mkstemp(prefix=".RELEASE.", dir=path)
+def write_json(path: str, data: dict, indent: int | None = 2) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it,
+    fsynced, mode 0644, renamed over it (a reader sees the old file or the
+    new one, never half of one)."""
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name.lstrip('.').split('.')[0]}.", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
+            json.dump(data, fh, indent=indent, sort_keys=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(path, RECORD_NAME))
+        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quiet(tmp)
         raise
+
+
+def write_record(root: str, release_id: str, record: dict) -> None:
+    write_json(os.path.join(releases_dir(root), release_id, RECORD_NAME), record)
 
 
 def release_present(root: str, release_id: str) -> bool:
@@ -361,20 +367,6 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[-1].split()[19]
 
 
-def _write_json(path: str, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".switch.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quiet(tmp)
-        raise
-
-
 class SwitchJournal:
     """``<root>/.switch.json`` while a switch runs: from which releases to
     which one, by which process, and how far it got. Removed when the
@@ -389,11 +381,11 @@ class SwitchJournal:
 
     def begin(self) -> None:
         os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
-        _write_json(self.path, self.data)
+        write_json(self.path, self.data, indent=None)
 
     def stage(self, stage: str) -> None:
         self.data["stage"] = stage
-        _write_json(self.path, self.data)
+        write_json(self.path, self.data, indent=None)
 
     def end(self) -> None:
         _unlink_quiet(self.path)
