@@ -44,7 +44,9 @@ def switch_services(resolved, release: str, env: dict, stop_timeout: int) -> lis
             "strategy": svc["strategy"],
             "proxied": svc["proxied"],
             "port": svc["port"],
+            "readiness": svc["readiness"],
             "readiness_path": svc["readiness_path"],
+            "ready_after": svc["ready_after"],
             "stop_timeout": int(stop_timeout if stop in (None, "") else stop),
             "env": {**(env or {}), "APP_RELEASE": release, "SERVICE_NAME": svc["name"], **svc["env"]},
         })
@@ -77,7 +79,9 @@ def container_names(app_services, app: str, release: str) -> dict:
 def service_containers(app_services, app: str, release: str) -> list[dict]:
     """``[{name, container, release}]`` of a release, as the health_check
     module takes them (empty for no release)."""
-    return [{"name": name, "container": container, "release": release}
+    heartbeat = {svc["name"]: services.heartbeat_mode(svc.get("heartbeat"))
+                 for svc in _services(app_services, "service_containers")}
+    return [{"name": name, "container": container, "release": release, "heartbeat": heartbeat[name]}
             for name, container in container_names(app_services, app, release).items()]
 
 

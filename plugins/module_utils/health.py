@@ -8,6 +8,12 @@ logs since the container started (no line matching a critical pattern) and at
 its heartbeat row (present, fresh, written by the expected release); and at the
 database (``SELECT 1`` answers).
 
+The heartbeat is a choice per service (``heartbeat``): ``required``, ``off``,
+or ``auto``: checked when the heartbeat table exists and has a row of the
+service (of any release: the app writes heartbeats), else not used. Without
+it, a service is healthy when it runs, does not restart, logs no critical
+line, and the database answers.
+
 The functions below take already fetched data (container inspect dicts, log
 text, psql output, the database probe) and return plain dicts, so they are
 tested without Docker. ``run_health_check`` fetches the data through a client
@@ -43,6 +49,8 @@ DEFAULTS = {
     "interval": 2.0,
 }
 HEARTBEAT_SQL = "SELECT service, release, EXTRACT(EPOCH FROM (now() - beat_at)) FROM {table}"
+TABLE_SQL = "SELECT to_regclass('{table}') IS NOT NULL"
+HEARTBEAT_MODES = ("auto", "required", "off")
 PING_SQL = "SELECT 1"
 
 MAX_CRITICAL_LINES = 5
@@ -78,6 +86,13 @@ def heartbeat_query(table: str = "heartbeats") -> str:
     if not valid_table_name(table):
         raise ValueError(f"heartbeat_table {table!r} is not a valid SQL identifier")
     return HEARTBEAT_SQL.format(table=table)
+
+
+def table_query(table: str = "heartbeats") -> str:
+    """Whether the heartbeat table exists (``t`` or ``f``)."""
+    if not valid_table_name(table):
+        raise ValueError(f"heartbeat_table {table!r} is not a valid SQL identifier")
+    return TABLE_SQL.format(table=table)
 
 
 def psql_command(db_user: str, db_name: str, sql: str) -> list[str]:
@@ -374,15 +389,19 @@ def evaluate(
     heartbeat_max_age: float = 30.0,
     baselines: dict | None = None,
     errors: list[dict] | None = None,
+    table: str | None = None,
 ) -> dict:
     """One attempt's report from fetched data.
 
-    services:   [{"name", "container", "release"?}]
+    services:   [{"name", "container", "release"?, "heartbeat"?}]; heartbeat
+                ``required`` (the default here), ``auto`` or ``off``
     inspects:   {name: container inspect dict, or None when the container does not exist};
                 a service left out is unknown (inspect failed, see ``errors``)
     critical:   {name: [critical log lines since the container started]}
     database:   {"reachable": bool, "error": str|None}
-    heartbeats: {service: {"release", "age"}} or None when they could not be read
+    heartbeats: {service: {"release", "age"}} or None when they could not be
+                read; {} with ``table`` set when the table does not exist
+    table:      the name of the missing heartbeat table (for the report)
     baselines:  {name: {"id", "restart_count", "started_at"}} as first seen (crash loop)
     errors:     extra failures (fetch errors) made with ``fetch_failure``
     Returns the report without ``attempts``/``elapsed`` plus ``permanent``.
@@ -406,12 +425,24 @@ def evaluate(
         if known:
             svc_failures.extend(container_failures(name, container, state, baselines.get(name)))
         hb = None if heartbeats is None else heartbeats.get(name)
-        if heartbeats is None:
-            svc_failures.append(_failure(
-                name, "heartbeat", "heartbeat not checked (database not readable)", PRIO_HEARTBEAT
-            ))
+        mode = svc.get("heartbeat") or "required"
+        if mode == "off":
+            hb_check = "off"
+        elif mode == "auto" and heartbeats is not None and hb is None:
+            hb_check = (f"not used (no table {table})" if table else
+                        "not used (the service has written none)")
+        elif heartbeats is None:
+            hb_check = "not checked"
+            if mode == "required":
+                svc_failures.append(_failure(
+                    name, "heartbeat", "heartbeat not checked (database not readable)", PRIO_HEARTBEAT
+                ))
         else:
+            hb_check = "checked"
             message = heartbeat_failure(name, hb, heartbeat_max_age, svc.get("release"))
+            if message and table and hb is None:
+                message += (f" (no table {table}: the app writes no heartbeats; set heartbeat: false"
+                            " on the service; docs/zero-downtime.md#readiness)")
             if message:
                 svc_failures.append(_failure(name, "heartbeat", message, PRIO_HEARTBEAT))
         failures.extend(svc_failures)
@@ -427,6 +458,7 @@ def evaluate(
             "critical_lines": lines,
             "heartbeat_age": None if hb is None or hb.get("age") is None else round(float(hb["age"]), 3),
             "heartbeat_release": None if hb is None else hb.get("release"),
+            "heartbeat": hb_check,
             "ok": not svc_failures and not own_errors,
         }
     if not database.get("reachable"):
@@ -471,15 +503,20 @@ def normalize_params(params: dict) -> dict:
             raise ValueError(f"service {svc['name']!r} is listed twice")
         seen.add(svc["name"])
         release = svc.get("release")
+        mode = svc.get("heartbeat") or "auto"
+        if mode not in HEARTBEAT_MODES:
+            raise ValueError(f"services[{i}].heartbeat must be one of {', '.join(HEARTBEAT_MODES)}")
         clean.append({
             "name": str(svc["name"]),
             "container": str(svc["container"]),
             "release": None if release in (None, "") else str(release),
+            "heartbeat": mode,
         })
     p["services"] = clean
     if not p.get("db_container"):
         raise ValueError("db_container is required")
     p["heartbeat_query"] = heartbeat_query(p["heartbeat_table"])
+    p["table_query"] = table_query(p["heartbeat_table"])
     p["patterns"] = compile_patterns(p["critical_patterns"] or [])
     for key in ("heartbeat_max_age", "timeout", "interval"):
         try:
@@ -557,16 +594,24 @@ def _attempt(client, p: dict, tracked: dict, exec_timeout: float) -> dict:
     code, out, err, error = _exec_sql(client, p, PING_SQL, exec_timeout)
     database = db_probe_result(code, out, err, error)
     heartbeats = None
-    if database["reachable"]:
-        code, out, err, error = _exec_sql(client, p, p["heartbeat_query"], exec_timeout)
-        if error is None and code == 0:
-            heartbeats = parse_heartbeat_rows(out)
+    missing_table = None
+    wanted = [s["heartbeat"] for s in p["services"] if s["heartbeat"] != "off"]
+    if database["reachable"] and not wanted:
+        heartbeats = {}
+    elif database["reachable"]:
+        code, out, err, error = _exec_sql(client, p, p["table_query"], exec_timeout)
+        if error is None and code == 0 and out.strip() == "f":
+            heartbeats, missing_table = {}, p["heartbeat_table"]
         else:
-            detail = error or first_line(err) or f"psql exit code {code}"
-            database["error"] = f"heartbeat query failed: {detail}"
+            code, out, err, error = _exec_sql(client, p, p["heartbeat_query"], exec_timeout)
+            if error is None and code == 0:
+                heartbeats = parse_heartbeat_rows(out)
+            else:
+                detail = error or first_line(err) or f"psql exit code {code}"
+                database["error"] = f"heartbeat query failed: {detail}"
     return evaluate(
         p["services"], inspects, critical, database, heartbeats,
-        heartbeat_max_age=p["heartbeat_max_age"], baselines=baselines, errors=errors,
+        heartbeat_max_age=p["heartbeat_max_age"], baselines=baselines, errors=errors, table=missing_table,
     )
 
 

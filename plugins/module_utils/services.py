@@ -10,10 +10,23 @@ everywhere. Stdlib only.
 A service (``app_services`` item) has a ``name`` and a ``command`` and may set:
 
 * ``mode``: ``webhook`` | ``polling`` | ``http`` (default ``polling``);
+* ``single_poller``: the app guarantees one poller at a time (a
+  PostgreSQL advisory lock, as the sample app's): a polling service may then hand
+  over without a gap (default false);
 * ``strategy``: ``blue_green`` (default for webhook and http), ``handoff``
-  (default for polling) or ``recreate``;
-* ``port`` (default 8080), ``readiness_path`` (default ``/ready``; ``""``
-  trusts the container's health check);
+  (default for polling with ``single_poller``) or ``recreate`` (default for
+  polling without it: two pollers at once make Telegram answer 409);
+* ``readiness``: how the switch knows a new container can take over:
+  ``http`` (``readiness_path`` answers 200), ``healthcheck`` (the image's
+  HEALTHCHECK passes), ``tcp`` (the port accepts connections), ``running``
+  (running and not restarting for ``ready_after`` seconds) or ``auto``
+  (default: ``http`` when a ``readiness_path`` is set, else the image's
+  HEALTHCHECK when it has one, else ``tcp`` behind the proxy, else
+  ``running``);
+* ``heartbeat``: ``auto`` (default: checked when the heartbeat table exists
+  and the service has a row in it), ``true`` (required) or ``false`` (off);
+* ``port`` (default 8080), ``readiness_path`` (default none; ``/ready``
+  when ``readiness`` is ``http``), ``ready_after`` (default 5 s);
 * ``public_path``: the URL prefix the proxy routes to it (default
   ``/<name>/`` for blue_green, else none); ``proxied`` follows from it;
 * ``env``, ``stop_timeout``.
@@ -23,14 +36,55 @@ from __future__ import annotations
 
 MODES = ("webhook", "polling", "http")
 STRATEGIES = ("blue_green", "handoff", "recreate")
+READINESS = ("auto", "http", "healthcheck", "tcp", "running")
+HEARTBEAT = ("auto", "required", "off")
 DEFAULT_MODE = "polling"
 DEFAULT_PORT = 8080
 DEFAULT_READINESS_PATH = "/ready"
+DEFAULT_READY_AFTER = 5.0
+DOCS_READINESS = "docs/zero-downtime.md#readiness"
+DOCS_STRATEGIES = "docs/zero-downtime.md#strategies"
 
 
-def default_strategy(mode: str | None) -> str:
-    """blue_green for what receives requests (webhook, http), handoff for a poller."""
-    return "blue_green" if (mode or DEFAULT_MODE) in ("webhook", "http") else "handoff"
+def default_strategy(mode: str | None, single_poller: bool = False) -> str:
+    """blue_green for what receives requests (webhook, http); for a poller,
+    handoff when the app guarantees a single poller, else recreate (a second
+    poller beside the first makes Telegram answer 409)."""
+    if (mode or DEFAULT_MODE) in ("webhook", "http"):
+        return "blue_green"
+    return "handoff" if single_poller else "recreate"
+
+
+def heartbeat_mode(value) -> str:
+    """``auto`` | ``required`` | ``off`` from the service's ``heartbeat`` (bool or word)."""
+    if value is None or value == "":
+        return "auto"
+    if isinstance(value, bool):
+        return "required" if value else "off"
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "required"):
+        return "required"
+    if text in ("false", "no", "off"):
+        return "off"
+    if text == "auto":
+        return "auto"
+    raise ValueError(f"heartbeat {value!r}: use true, false or auto")
+
+
+def readiness_of(svc: dict) -> tuple[str, str]:
+    """(readiness, readiness_path) of a service as given."""
+    readiness = str(svc.get("readiness") or "auto")
+    if readiness not in READINESS:
+        raise ValueError(f"service {svc.get('name')!r}: readiness {readiness!r} is not one of "
+                         f"{', '.join(READINESS)} (see {DOCS_READINESS})")
+    path = str(svc["readiness_path"]) if _given(svc, "readiness_path") else ""
+    if readiness == "auto" and path:
+        readiness = "http"
+    if readiness == "http" and not path:
+        path = DEFAULT_READINESS_PATH
+    if readiness != "http":
+        path = ""
+    return readiness, path
 
 
 def _given(svc: dict, key: str) -> bool:
@@ -40,7 +94,9 @@ def _given(svc: dict, key: str) -> bool:
 def resolve(svc: dict) -> dict:
     """The service with every optional key filled in (a new dict)."""
     mode = svc.get("mode") or DEFAULT_MODE
-    strategy = svc.get("strategy") or default_strategy(mode)
+    single_poller = bool(svc.get("single_poller"))
+    strategy = svc.get("strategy") or default_strategy(mode, single_poller)
+    readiness, readiness_path = readiness_of(svc)
     if _given(svc, "public_path"):
         public_path = str(svc["public_path"])
     else:
@@ -49,9 +105,12 @@ def resolve(svc: dict) -> dict:
     out.update(
         mode=mode,
         strategy=strategy,
+        single_poller=single_poller,
         port=int(svc.get("port") or DEFAULT_PORT),
-        readiness_path=(str(svc["readiness_path"]) if _given(svc, "readiness_path")
-                        else DEFAULT_READINESS_PATH),
+        readiness=readiness,
+        readiness_path=readiness_path,
+        ready_after=float(svc["ready_after"]) if _given(svc, "ready_after") else DEFAULT_READY_AFTER,
+        heartbeat=heartbeat_mode(svc.get("heartbeat")),
         public_path=public_path,
         proxied=len(public_path) > 0,
         env=dict(svc.get("env") or {}),

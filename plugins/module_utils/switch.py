@@ -19,8 +19,11 @@ The sequence, per service strategy (docs/zero-downtime.md has the contract):
    them) is kept; any other is replaced.
 4. Ready: every new container runs, is not restarting, passes its health
    check when it has one (the engine reports ``healthy``, or the check run
-   now by exec passes: no wait for the engine's ``--interval``), and its
-   readiness path answers 200 from the server.
+   now by exec passes: no wait for the engine's ``--interval``), and passes
+   its service's ``readiness``: its readiness path answers 200 from the
+   server (``http``), it has a health check (``healthcheck``), its port
+   accepts connections (``tcp``), or it ran ``ready_after`` seconds without
+   a restart (``running``).
 5. Services behind the proxy: their upstream files in the proxy container
    are rewritten, ``nginx -t`` checks the whole configuration, then one
    graceful ``nginx -s reload``. If the check or the reload fails, the
@@ -42,6 +45,7 @@ import http.client
 import io
 import json
 import re
+import socket
 import tarfile
 import time
 import urllib.parse
@@ -50,6 +54,10 @@ from dataclasses import dataclass, field
 from ansible_collections.fieldservice.deploy.plugins.module_utils.readiness import READY, wait_ready
 from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
     DEFAULT_PORT,
+    DEFAULT_READINESS_PATH,
+    DEFAULT_READY_AFTER,
+    DOCS_READINESS,
+    READINESS,
     STRATEGIES,
     container_name,
     default_strategy,
@@ -88,12 +96,22 @@ class Service:
     readiness_path: str = "/ready"
     stop_timeout: int = 20
     env: dict = field(default_factory=dict)
+    readiness: str = "auto"  # http | healthcheck | tcp | running | auto
+    ready_after: float = DEFAULT_READY_AFTER
+
+    def __post_init__(self) -> None:
+        if self.readiness == "http" and not self.readiness_path:
+            self.readiness_path = DEFAULT_READINESS_PATH
 
     @classmethod
     def from_dict(cls, d: dict, default_stop_timeout: int = 20) -> Service:
-        strategy = d.get("strategy") or default_strategy(d.get("mode"))
+        strategy = d.get("strategy") or default_strategy(d.get("mode"), bool(d.get("single_poller")))
         if strategy not in STRATEGIES:
             raise ValueError(f"service {d.get('name')!r}: unknown strategy {strategy!r}")
+        path = str(d.get("readiness_path") or "")
+        readiness = str(d.get("readiness") or ("http" if path else "auto"))
+        if readiness not in READINESS:
+            raise ValueError(f"service {d.get('name')!r}: unknown readiness {readiness!r}")
         stop = d.get("stop_timeout")
         return cls(
             name=str(d["name"]),
@@ -101,7 +119,10 @@ class Service:
             strategy=strategy,
             proxied=bool(d.get("proxied")),
             port=int(d.get("port") or DEFAULT_PORT),
-            readiness_path=str(d.get("readiness_path") or ""),
+            readiness_path=path if readiness == "http" else "",
+            readiness=readiness,
+            ready_after=float(DEFAULT_READY_AFTER if d.get("ready_after") in (None, "")
+                              else d["ready_after"]),
             stop_timeout=int(default_stop_timeout if stop in (None, "") else stop),
             env={str(k): "" if v is None else str(v) for k, v in (d.get("env") or {}).items()},
         )
@@ -295,6 +316,21 @@ def http_probe(url: str, timeout: float = 3.0) -> tuple[int, str]:
     return status, "" if 200 <= status < 300 else f"HTTP {status}"
 
 
+def tcp_probe(host: str, port: int, timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether host:port accepts a TCP connection; (ok, error)."""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, str(exc) or type(exc).__name__
+
+
+def has_healthcheck(inspect: dict | None) -> bool:
+    """Whether the container has a health check (its image's or its own)."""
+    test = (((inspect or {}).get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+    return bool(test) and test[0] != "NONE"
+
+
 @dataclass
 class ProxySettings:
     container: str
@@ -314,7 +350,7 @@ class Switcher:
                  log_driver: str = "json-file", log_options: dict | None = None,
                  ready_timeout: float = 120, probe_retries: int = 30, probe_delay: float = 1.0,
                  ready_interval: float = 0.5, default_stop_timeout: int = 20,
-                 probe=http_probe, clock=time.monotonic, sleep=time.sleep, log=None,
+                 probe=http_probe, tcp=None, clock=time.monotonic, sleep=time.sleep, log=None,
                  on_stage=None, on_serving=None):
         self.client = client
         self.app = app
@@ -334,6 +370,7 @@ class Switcher:
         self.ready_interval = ready_interval
         self.default_stop_timeout = default_stop_timeout
         self.probe = probe
+        self.tcp = tcp or tcp_probe
         self.clock = clock
         self.sleep = sleep
         self.log = log or (lambda msg: None)
@@ -343,10 +380,15 @@ class Switcher:
         self.on_stage = on_stage or (lambda stage: None)
         self.on_serving = on_serving or (lambda: None)
         self.result: dict = {"changed": False, "created": [], "kept": [], "stopped": [],
-                             "switched": False, "addresses": {}, "timings": {}}
+                             "switched": False, "addresses": {}, "timings": {}, "readiness": {},
+                             "guarantees": {}, "gaps": {}, "summary": []}
         self._t0 = clock()
         self._created: list = []
         self._recreate_stopped: list = []
+        self._serving_before: set = set()
+        self._down_since: dict = {}  # service -> when its recreate stop began
+        self._started_at: dict = {}  # container -> when this switch started it
+        self._ready_at: dict = {}  # service -> when it passed its readiness
 
     # -- helpers -----------------------------------------------------------
 
@@ -385,6 +427,13 @@ class Switcher:
         if stage == "proxy":
             message = (f"The proxy could not be switched to the new release {self.release} ({reason}); "
                        "its containers were removed, the previous upstreams were put back and keep serving.")
+        elif not self._serving_before:
+            message = (f"The new release {self.release} did not become ready; its containers were "
+                       "removed. Nothing of this app was serving before this switch, and nothing "
+                       f"serves now. {reason}")
+        elif self._recreate_stopped:
+            message = (f"The new release {self.release} did not become ready; its containers were "
+                       f"removed and the containers it had stopped (recreate) were started again. {reason}")
         else:
             message = (f"The new release {self.release} did not become ready; its containers were removed "
                        f"and the serving release keeps serving. {reason}")
@@ -427,9 +476,11 @@ class Switcher:
             return self.result
 
         # 2. recreate: the old container stops before the new one starts
+        self._serving_before = {c.service for c in plan.old if c.running}
         for c in plan.old:
             if c.strategy == "recreate" and c.running:
                 self.log(f"stopping {c.name} (recreate)")
+                self._down_since.setdefault(c.service, self.clock())
                 self.client.stop_container(c.name, c.stop_timeout)
                 self._recreate_stopped.append(c.name)
                 self.result["changed"] = True
@@ -453,6 +504,7 @@ class Switcher:
                 self.client.create_container(name, body)
                 self._created.append(name)
                 self.client.start_container(name)
+                self._started_at[name] = self.clock()
             except Exception as exc:  # noqa: BLE001 - any engine error gives the release up
                 self._give_up(f"Could not start {name}: {exc}", "start")
             self.result["created"].append(name)
@@ -474,22 +526,7 @@ class Switcher:
             nets = (doc.get("NetworkSettings") or {}).get("Networks") or {}
             self.result["addresses"][svc.name] = (nets.get(self.network) or {}).get("IPAddress", "")
         for svc in self.services:
-            if not svc.readiness_path:
-                continue
-            addr = self.result["addresses"].get(svc.name)
-            url = f"http://{addr}:{svc.port}{svc.readiness_path}"
-            status, error = 0, "no address in the app network"
-            for attempt in range(self.probe_retries):
-                if not addr:
-                    break
-                status, error = self.probe(url)
-                if status == 200:
-                    break
-                if attempt + 1 < self.probe_retries:
-                    self.sleep(self.probe_delay)
-            if status != 200:
-                self._give_up(f"{svc.name}: readiness path not ready: GET {svc.readiness_path}: "
-                              f"{error or status}", "probe")
+            self._check_readiness(svc)
         self._mark("probed")
         self.on_stage("new containers ready")
 
@@ -516,6 +553,7 @@ class Switcher:
         self._mark("handed_over")
         # the new release takes all the traffic now: the record says so
         # before anything else happens
+        self._guarantees()
         self.on_serving()
         self.result["recorded"] = True
         self.on_stage("serving; stopping the old containers behind the proxy")
@@ -528,6 +566,105 @@ class Switcher:
             self._stop_and_remove(c.name, c.stop_timeout)
         self._mark("old_stopped")
         return self.result
+
+    def _readiness_kind(self, svc: Service, doc: dict) -> str:
+        """The service's readiness with ``auto`` decided: its readiness path,
+        else the image's health check, else its port behind the proxy, else
+        running for ``ready_after`` seconds."""
+        if svc.readiness != "auto":
+            return svc.readiness
+        if svc.readiness_path:
+            return "http"
+        if has_healthcheck(doc):
+            return "healthcheck"
+        return "tcp" if svc.proxied else "running"
+
+    def _check_readiness(self, svc: Service) -> None:
+        name = container_name(self.app, svc.name, self.release)
+        doc = self.client.inspect_container(name) or {}
+        kind = self._readiness_kind(svc, doc)
+        addr = self.result["addresses"].get(svc.name)
+        fix = (f"set readiness (http, healthcheck, tcp or running) or readiness_path of {svc.name} in "
+               f"app_services; see {DOCS_READINESS}")
+        if kind == "http":
+            self.result["readiness"][svc.name] = f"http GET {svc.readiness_path}"
+            url = f"http://{addr}:{svc.port}{svc.readiness_path}"
+            status, error = 0, "no address in the app network"
+            for attempt in range(self.probe_retries):
+                if not addr:
+                    break
+                status, error = self.probe(url)
+                if status == 200:
+                    break
+                if attempt + 1 < self.probe_retries:
+                    self.sleep(self.probe_delay)
+            if status != 200:
+                self._give_up(f"{svc.name}: readiness path not ready: GET {svc.readiness_path}: "
+                              f"{error or status} ({fix})", "probe")
+        elif kind == "tcp":
+            self.result["readiness"][svc.name] = f"tcp port {svc.port}"
+            ok, error = False, "no address in the app network"
+            for attempt in range(self.probe_retries):
+                if not addr:
+                    break
+                ok, error = self.tcp(addr, svc.port)
+                if ok:
+                    break
+                if attempt + 1 < self.probe_retries:
+                    self.sleep(self.probe_delay)
+            if not ok:
+                self._give_up(f"{svc.name}: port {svc.port} does not accept connections: {error} ({fix})",
+                              "probe")
+        elif kind == "healthcheck":
+            self.result["readiness"][svc.name] = "the image's HEALTHCHECK"
+            if not has_healthcheck(doc):
+                self._give_up(f"{svc.name}: readiness is healthcheck but the container has no "
+                              "HEALTHCHECK (add one to the Dockerfile or graceful_restart_healthcheck, "
+                              f"or {fix})", "probe")
+        else:  # running: not restarting for ready_after seconds
+            self.result["readiness"][svc.name] = f"running {svc.ready_after:g} s"
+            first = int(doc.get("RestartCount") or 0)
+            started = self._started_at.get(name)
+            left = 0.0 if started is None else svc.ready_after - (self.clock() - started)
+            if left > 0:
+                self.sleep(left)
+            now = self.client.inspect_container(name) or {}
+            state = now.get("State") or {}
+            restarted = int(now.get("RestartCount") or 0) > first
+            if not state.get("Running") or state.get("Restarting") or restarted:
+                self._give_up(f"{svc.name}: did not keep running for {svc.ready_after:g} s "
+                              f"({state.get('Status') or 'gone'}, exit code {state.get('ExitCode')}; "
+                              "its logs say why)", "probe")
+        # a container judged by running takes its work as soon as it runs:
+        # its gap ends when it started, not after the observation window
+        now = self.clock()
+        self._ready_at[svc.name] = self._started_at.get(name, now) if kind == "running" else now
+
+    def _guarantees(self) -> None:
+        """What each service got from this switch, in words, and the measured gap of a recreate."""
+        for svc in self.services:
+            gap = None
+            if container_name(self.app, svc.name, self.release) in self.result["kept"]:
+                text = "kept (it was already running)"
+            elif svc.name not in self._serving_before:
+                text = "first start (none of it was serving)"
+            elif svc.strategy == "recreate":
+                # from the SIGTERM to the old container until the new one is
+                # ready (readiness running: until it started)
+                since = self._down_since.get(svc.name)
+                ready = self._ready_at.get(svc.name, self.clock())
+                gap = round(ready - since, 2) if since is not None else 0.0
+                text = f"recreate: down for {gap:.1f} s"
+            elif svc.strategy == "handoff":
+                text = "handoff, no overlap"
+            elif svc.proxied:
+                text = "blue/green behind the proxy"
+            else:
+                text = "blue/green, not behind the proxy (old and new overlap until the old one stops)"
+            self.result["guarantees"][svc.name] = text
+            self.result["gaps"][svc.name] = gap
+            ready = self.result["readiness"].get(svc.name, "kept")
+            self.result["summary"].append(f"{svc.name} {text} (ready: {ready})")
 
     def _run_health_check(self, name: str, argv: list, timeout: float) -> bool:
         """The container's own health check, run now (an exec) instead of at

@@ -45,6 +45,15 @@ options:
           - Release that must have written the service's heartbeat.
           - When not given, a heartbeat of any release counts.
         type: str
+      heartbeat:
+        description:
+          - Whether its heartbeat is checked - C(required), C(off), or C(auto) (checked when
+            O(heartbeat_table) exists and has a row of the service, of any release; else not used).
+          - Without a heartbeat the service is healthy when its container runs, does not restart and
+            logs no critical line, and the database answers.
+        type: str
+        choices: [auto, required, "off"]
+        default: auto
   db_container:
     description: Name or id of the PostgreSQL container C(psql) runs in.
     type: str
@@ -177,6 +186,9 @@ services:
     heartbeat_release:
       description: Release that wrote the heartbeat, null when there is none.
       type: str
+    heartbeat:
+      description: C(checked), C(off), C(not checked) (database unreadable) or C(not used (...)) with why.
+      type: str
     ok:
       description: Whether every check of this service passed.
       type: bool
@@ -236,6 +248,7 @@ ARGUMENT_SPEC = {
             "name": {"type": "str", "required": True},
             "container": {"type": "str", "required": True},
             "release": {"type": "str"},
+            "heartbeat": {"type": "str", "choices": ["auto", "required", "off"], "default": "auto"},
         },
     },
     "db_container": {"type": "str", "required": True},

@@ -78,10 +78,15 @@ options:
       strategy:
         description:
           - How the service is replaced.
-          - Default C(blue_green) for O(services[].mode=webhook) and C(http), C(handoff) for C(polling)
-            (the same defaults as the role's C(app_services); C(plugins/module_utils/services.py)).
+          - Default C(blue_green) for O(services[].mode=webhook) and C(http); for C(polling),
+            C(handoff) with O(services[].single_poller), else C(recreate) (the same defaults as the
+            role's C(app_services); C(plugins/module_utils/services.py)).
         type: str
         choices: [blue_green, handoff, recreate]
+      single_poller:
+        description: The app guarantees one poller at a time (only used to default O(services[].strategy)).
+        type: bool
+        default: false
       proxied:
         description: Whether the proxy routes to it.
         type: bool
@@ -90,10 +95,25 @@ options:
         description: HTTP port inside the container (readiness path, proxy upstream).
         type: int
         default: 8080
-      readiness_path:
-        description: GET path that answers 200 once it is ready; empty trusts the health check.
+      readiness:
+        description:
+          - How the switch knows the new container can take over, besides running and passing its
+            health check when it has one - C(http) (O(services[].readiness_path) answers 200),
+            C(healthcheck) (it must have a health check), C(tcp) (O(services[].port) accepts
+            connections), C(running) (it runs O(services[].ready_after) seconds without a restart).
+          - C(auto) is C(http) when O(services[].readiness_path) is set, else C(healthcheck) when the
+            container has a health check, else C(tcp) for a service behind the proxy, else C(running).
         type: str
-        default: /ready
+        choices: [auto, http, healthcheck, tcp, running]
+        default: auto
+      readiness_path:
+        description: GET path that answers 200 once it is ready (readiness C(http)).
+        type: str
+        default: ""
+      ready_after:
+        description: Seconds a container must run without a restart (readiness C(running)).
+        type: float
+        default: 5
       stop_timeout:
         description: Seconds between SIGTERM and SIGKILL (default O(stop_timeout)).
         type: int
@@ -151,7 +171,9 @@ options:
         O(replaced_record).
     type: path
   record:
-    description: Keys merged into the record (C(RELEASE.json)) of O(release) when it takes the traffic.
+    description:
+      - Keys merged into the record (C(RELEASE.json)) of O(release) when it takes the traffic.
+      - When the switch started containers, the record also gets C(switch) - RV(guarantees) and RV(gaps).
     type: dict
     default: {}
   replaced:
@@ -211,6 +233,8 @@ EXAMPLES = r"""
          env: {LOG_LEVEL: INFO}}
       - {name: master_bot, command: [python, -m, field_service.bots.master_bot.main],
          strategy: handoff, proxied: false, port: 8080, readiness_path: /ready}
+      - {name: reports_bot, command: [python, -m, reports.bot], mode: polling,
+         strategy: recreate, readiness: running, ready_after: 5}
     secret_env:
       admin_bot: {BOT_TOKEN: "{{ vault_admin_bot_token }}"}
     proxy:
@@ -253,6 +277,29 @@ addresses:
   description: Each service's new container's address in the app network.
   returned: success
   type: dict
+readiness:
+  description: How each service's new container was judged ready (C(http GET /ready), C(tcp port 8080)...).
+  returned: success
+  type: dict
+  sample: {admin_bot: "http GET /ready", master_bot: "running 5 s"}
+guarantees:
+  description: What each service got from the switch, in words.
+  returned: success
+  type: dict
+  sample: {admin_bot: blue/green behind the proxy, master_bot: "recreate: down for 2.3 s"}
+gaps:
+  description:
+    - Seconds each C(recreate) service was down, from the SIGTERM to its old container until the new
+      one was ready (readiness C(running) - until it started); null for the others.
+  returned: success
+  type: dict
+  sample: {admin_bot: null, master_bot: 2.31}
+summary:
+  description: A line per service - its name, what it got and how it was judged ready.
+  returned: success
+  type: list
+  elements: str
+  sample: ["admin_bot blue/green behind the proxy (ready: http GET /ready)"]
 recorded:
   description: The new release took the traffic and the record on the server says so (O(record_root)).
   returned: success
@@ -286,6 +333,7 @@ from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api imp
 from ansible_collections.fieldservice.deploy.plugins.module_utils.services import (
     DEFAULT_MODE,
     MODES,
+    READINESS,
     STRATEGIES,
 )
 from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import (
@@ -303,7 +351,10 @@ SERVICE_SPEC = {
     "strategy": {"type": "str", "choices": list(STRATEGIES)},
     "proxied": {"type": "bool", "default": False},
     "port": {"type": "int", "default": 8080},
-    "readiness_path": {"type": "str", "default": "/ready"},
+    "single_poller": {"type": "bool", "default": False},
+    "readiness": {"type": "str", "choices": list(READINESS), "default": "auto"},
+    "readiness_path": {"type": "str", "default": ""},
+    "ready_after": {"type": "float", "default": 5},
     "stop_timeout": {"type": "int"},
     "env": {"type": "dict", "default": {}},
 }
@@ -357,7 +408,11 @@ def main() -> None:
 
         def on_serving() -> None:
             try:
-                store.record_serving(root, p["release"], p["record"], p["replaced"] or None,
+                record = dict(p["record"])
+                if switcher.result["created"]:  # what this switch gave each service
+                    record["switch"] = {"guarantees": switcher.result["guarantees"],
+                                        "gaps": switcher.result["gaps"]}
+                store.record_serving(root, p["release"], record, p["replaced"] or None,
                                      p["replaced_record"])
             except (store.ReleaseStoreError, OSError) as exc:
                 raise SwitchError(f"Release {p['release']} serves, but the record on the server could not "

@@ -49,6 +49,39 @@ def make_source(dest: str, version: int = 1, overlays: tuple[str, ...] = ()) -> 
     return dest
 
 
+# A stock python-telegram-bot 22 app (no lock, no heartbeat, no readiness
+# endpoint) and the settings that deploy it: its services and their tokens.
+PTB_NOTES_SRC = os.path.join(ROOT, "examples", "ptb-notes")
+PTB_POLL_TOKEN = "200001:ptb-polling-token"
+PTB_HOOK_TOKEN = "200002:ptb-webhook-token"
+
+
+def ptb_notes_services(app: str, **polling) -> list[dict]:
+    """examples/ptb-notes' two bots as app_services (``polling``: more keys of the poller)."""
+    return [
+        {"name": "polling_bot", "command": ["python", "-m", "notes.polling_bot"], "mode": "polling",
+         **polling},
+        {"name": "webhook_bot", "command": ["python", "-m", "notes.webhook_bot"], "mode": "webhook",
+         # the stand-in Bot API posts to it through the proxy, as Telegram would
+         "env": {"WEBHOOK_URL": f"http://{app}_proxy:8080/webhook_bot/webhook"}},
+    ]
+
+
+def ptb_notes_vars(app: str) -> dict:
+    return {"app_services": ptb_notes_services(app),
+            "app_service_secret_env": {"polling_bot": {"BOT_TOKEN": PTB_POLL_TOKEN},
+                                       "webhook_bot": {"BOT_TOKEN": PTB_HOOK_TOKEN}}}
+
+
+def ptb_notes_feed_args() -> dict:
+    """How traffic.PollingFeed reads what the notes poller did (its notes table, its replies)."""
+    return {
+        "processed_sql": lambda tag: "SELECT update_id, EXTRACT(EPOCH FROM created_at) FROM notes "
+                                     f"WHERE bot = 'polling_bot' AND body LIKE '{tag} %' ORDER BY id",
+        "reply_of": lambda text: text[len("noted: "):] if text.startswith("noted: ") else None,
+    }
+
+
 def add_changelog_entry(src: str, version: str, date: str = "2026-03-01") -> None:
     """Put a new top entry into the source's CHANGELOG.md (a release needs one)."""
     path = os.path.join(src, "CHANGELOG.md")
@@ -70,6 +103,7 @@ class Deployment:
     extravars: dict = field(default_factory=dict)
     vault_file: str | None = None
     vault_password_file: str | None = None
+    inventory: str = INVENTORY  # the local inventory of this checkout, or an app's own
 
     @classmethod
     def isolated(cls, prefix: str, workdir: Callable[[str], str], **extravars) -> Deployment:
@@ -148,7 +182,7 @@ class Deployment:
             private_data_dir=private,
             cmdline=cmdline,
             playbook=os.path.join(ROOT, "playbooks", playbook),
-            inventory=INVENTORY,
+            inventory=self.inventory,
             extravars=self.vars(**extra),
             envvars={
                 "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"),
@@ -177,7 +211,7 @@ class Deployment:
             json.dump(self.vars(**extra), fh)
         out = open(os.path.join(self.workdir, log_name), "w", encoding="utf-8")  # noqa: SIM115
         return subprocess.Popen(
-            [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", INVENTORY,
+            [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", self.inventory,
              os.path.join(ROOT, "playbooks", playbook), "-e", f"@{varfile}"],
             stdout=out, stderr=subprocess.STDOUT, env=self.env(), cwd=ROOT, start_new_session=True,
         )

@@ -73,8 +73,8 @@ def run_module(tmp_path, args: dict, check: bool = False) -> dict:
     return result
 
 
-def svc(name, container, release="r2"):
-    return {"name": name, "container": container.name, "release": release}
+def svc(name, container, release="r2", heartbeat="required"):
+    return {"name": name, "container": container.name, "release": release, "heartbeat": heartbeat}
 
 
 def assert_report_shape(r):
@@ -176,6 +176,31 @@ def test_missing_heartbeat(tmp_path, pg, service):
     assert r["services"]["it_nobeat"]["heartbeat_age"] is None
 
 
+def test_heartbeat_auto_is_used_only_when_the_app_writes_them(tmp_path, pg, service, beat):
+    c = service()
+    # the table exists, the service never beat: not used
+    r = run_module(tmp_path, {"services": [svc("it_nobeat", c, heartbeat="auto")], "db_container": pg.name,
+                              "timeout": 2, "interval": 1})
+    assert r["status"] == "PASSED", r["failures"]
+    assert r["services"]["it_nobeat"]["heartbeat"] == "not used (the service has written none)"
+    # no such table (a stock app): not used, and required names the setting
+    args = {"db_container": pg.name, "timeout": 2, "interval": 1, "heartbeat_table": "no_such_beats"}
+    r = run_module(tmp_path, {**args, "services": [svc("it_bot", c, heartbeat="auto")]})
+    assert r["status"] == "PASSED", r["failures"]
+    assert r["services"]["it_bot"]["heartbeat"] == "not used (no table no_such_beats)"
+    r = run_module(tmp_path, {**args, "services": [svc("it_bot", c)]})
+    assert_failed(r, "it_bot: heartbeat missing (no table no_such_beats: the app writes no heartbeats; "
+                     "set heartbeat: false on the service; docs/zero-downtime.md#readiness)")
+    # a row of the service: auto checks it like required (stale fails)
+    beat(pg, "it_bot", "r2", age=45)
+    r = run_module(tmp_path, {"services": [svc("it_bot", c, heartbeat="auto")], "db_container": pg.name,
+                              "timeout": 2, "interval": 1})
+    assert_failed(r, "it_bot: heartbeat stale (")
+    r = run_module(tmp_path, {"services": [svc("it_bot", c, heartbeat="off")], "db_container": pg.name,
+                              "timeout": 2, "interval": 1})
+    assert r["status"] == "PASSED" and r["services"]["it_bot"]["heartbeat"] == "off"
+
+
 def test_heartbeat_of_the_old_release(tmp_path, pg, service, beat):
     c = service()
     beat(pg, "it_bot", "r1")
@@ -228,11 +253,12 @@ def test_database_container_stopped(tmp_path, fresh_pg, service, beat):
     assert r["attempts"] >= 2
 
 
-def test_database_without_heartbeat_table(tmp_path, pg, service, run_sql):
+def test_a_heartbeat_table_of_another_shape_is_a_database_error(tmp_path, pg, service, run_sql):
+    # (a missing table is the app writing none: test_heartbeat_auto_is_used_only_when_the_app_writes_them)
     c = service()
     r = run_module(tmp_path, {"services": [svc("it_bot", c)], "db_container": pg.name,
-                              "heartbeat_table": "no_such_table", "timeout": 1, "interval": 1})
-    assert_failed(r, "database: heartbeat query failed: ERROR:  relation \"no_such_table\" does not exist")
+                              "heartbeat_table": "pg_catalog.pg_am", "timeout": 1, "interval": 1})
+    assert_failed(r, "database: heartbeat query failed: ERROR:  column \"service\" does not exist")
     assert r["database"]["reachable"] is True
 
 

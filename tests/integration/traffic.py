@@ -40,12 +40,14 @@ def webhook_load(d: Deployment, rate: float, service: str = "admin_bot", **kwarg
     return LoadGenerator(url=f"http://127.0.0.1:{proxy_port(d)}/{service}/webhook", rate=rate, **kwargs)
 
 
-def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id: int = 1_000_000) -> dict:
+def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id: int = 1_000_000,
+                    table: str = "processed_updates", service_column: str = "service") -> dict:
     """summarize() plus how many updates answered 200 are missing from the
-    service's processed_updates (an answered update must have been kept)."""
+    service's table of processed updates (an answered update must have been
+    kept): the sample app's processed_updates, or another app's."""
     out = summarize(samples)
     answered = {s.update_id for s in samples if s.ok}
-    rows = d.psql(f"SELECT update_id FROM processed_updates WHERE service = '{service}' "
+    rows = d.psql(f"SELECT update_id FROM {table} WHERE {service_column} = '{service}' "
                   f"AND update_id >= {first_id}")
     stored = {int(x) for x in rows.split()}
     out["answered_not_stored"] = len(answered - stored)
@@ -53,11 +55,21 @@ def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id
 
 
 class PollingFeed:
-    """Queue an update for the polling bot every ``interval`` seconds."""
+    """Queue an update for the polling bot every ``interval`` seconds.
+
+    What the bot did is read from its table of processed updates (the
+    sample app's ``processed_updates`` by default: ``processed_sql`` gives
+    ``update_id|epoch`` rows of the feed's updates, in order) and from its
+    replies (``reply_of(text)``: the update's text a reply answers, or
+    None)."""
 
     def __init__(self, d: Deployment, token: str = MASTER_TOKEN, service: str = "master_bot",
-                 interval: float = 0.05):
+                 interval: float = 0.05, processed_sql=None, reply_of=None):
         self.d, self.token, self.service, self.interval = d, token, service, interval
+        self.processed_sql = processed_sql or (
+            lambda tag: "SELECT update_id, EXTRACT(EPOCH FROM processed_at) FROM processed_updates "
+                        f"WHERE service = '{service}' AND text LIKE '{tag} %' ORDER BY processed_at")
+        self.reply_of = reply_of or (lambda text: text.split(": got ", 1)[1] if ": got " in text else None)
         self.tag = "feed-" + uuid.uuid4().hex[:6]
         self.queued: list[tuple[int, str]] = []  # (update_id, text)
         self.errors: list[str] = []
@@ -99,11 +111,9 @@ class PollingFeed:
             time.sleep(0.2)
         stats = self._stats()
         sent = self.d.telegram("GET", f"/_control/{self.token}/sent")["result"]
-        replies = Counter(m["text"].split(": got ", 1)[1] for m in sent
-                          if ": got " in m.get("text", "") and self.tag in m["text"])
-        rows = self.d.psql(
-            "SELECT update_id, EXTRACT(EPOCH FROM processed_at) FROM processed_updates "
-            f"WHERE service = '{self.service}' AND text LIKE '{self.tag} %' ORDER BY processed_at")
+        answered = (self.reply_of(m.get("text", "")) for m in sent if self.tag in m.get("text", ""))
+        replies = Counter(text for text in answered if text is not None)
+        rows = self.d.psql(self.processed_sql(self.tag))
         processed = [(int(a), float(b)) for a, b in (line.split("|") for line in rows.splitlines() if line)]
         ids = {update_id for update_id, _ in processed}
         times = [t for _, t in processed]

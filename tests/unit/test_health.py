@@ -16,8 +16,8 @@ from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api imp
 
 STARTED = "2025-10-10T15:30:00.500000000Z"
 SERVICES = [
-    {"name": "master_bot", "container": "fs_master_bot_r2", "release": "r2"},
-    {"name": "worker", "container": "fs_worker_r2", "release": "r2"},
+    {"name": "master_bot", "container": "fs_master_bot_r2", "release": "r2", "heartbeat": "required"},
+    {"name": "worker", "container": "fs_worker_r2", "release": "r2", "heartbeat": "required"},
 ]
 DB_OK = {"reachable": True, "error": None}
 
@@ -76,7 +76,7 @@ def test_healthy_report_shape():
     assert svc == {
         "container": "fs_master_bot_r2", "exists": True, "status": "running", "running": True,
         "restarting": False, "restart_count": 0, "started_at": STARTED, "critical_lines": [],
-        "heartbeat_age": 1.5, "heartbeat_release": "r2", "ok": True,
+        "heartbeat_age": 1.5, "heartbeat_release": "r2", "heartbeat": "checked", "ok": True,
     }
 
 
@@ -367,7 +367,7 @@ def test_psql_command():
 def test_normalize_params():
     p = h.normalize_params({"services": [{"name": "a", "container": "c"}], "db_container": "db"})
     assert p["heartbeat_max_age"] == 30.0 and p["timeout"] == 60.0 and p["interval"] == 2.0
-    assert p["services"] == [{"name": "a", "container": "c", "release": None}]
+    assert p["services"] == [{"name": "a", "container": "c", "release": None, "heartbeat": "auto"}]
     with pytest.raises(ValueError, match="twice"):
         h.normalize_params({"services": [{"name": "a", "container": "c"}] * 2, "db_container": "db"})
     with pytest.raises(ValueError, match="services"):
@@ -396,8 +396,9 @@ class FakeClock:
 class ScriptedEngine:
     """Answers like DockerClient from per-attempt scripts (attempt n uses entry min(n, last))."""
 
-    def __init__(self, clock, inspects, logs=None, beats=None, ping=None):
+    def __init__(self, clock, inspects, logs=None, beats=None, ping=None, table=True):
         self.clock = clock
+        self.table = table              # whether the heartbeat table exists
         self.inspects = inspects        # container -> list of inspect dicts (or None / exception)
         self.logs = logs or {}          # container -> list of log texts
         self.beats = beats or ["master_bot|r2|1.0\nworker|r2|2.0\n"]
@@ -424,6 +425,8 @@ class ScriptedEngine:
 
     def exec_run(self, container, cmd, user=None, env=None, timeout=60):
         self.calls["exec"].append(cmd[-1])
+        if cmd[-1].startswith("SELECT to_regclass"):
+            return 0, "t\n" if self.table else "f\n", ""
         value = self._pick(self.ping, self.attempt) if cmd[-1] == "SELECT 1" else (
             0, self._pick(self.beats, self.attempt), "")
         if isinstance(value, Exception):
@@ -450,7 +453,7 @@ def test_retry_then_pass_with_fake_clock():
     assert clock.sleeps == [2, 2]
     assert r["elapsed"] == 4.0
     assert r["services"]["master_bot"]["heartbeat_age"] == 0.5
-    assert engine.calls["exec"][:2] == ["SELECT 1", h.heartbeat_query()]
+    assert engine.calls["exec"][:3] == ["SELECT 1", h.table_query(), h.heartbeat_query()]
 
 
 def test_timeout_reports_last_failure():
@@ -607,3 +610,76 @@ def test_unhealthy_docker_healthcheck_is_a_failure():
     assert "unhealthy" in failures[0]["reason"]
     doc["State"]["Health"]["Status"] = "healthy"
     assert health.container_failures("admin_bot", "c1", health.container_state(doc)) == []
+
+
+# -- heartbeat modes: required, off, auto ---------------------------------------
+
+
+def _svc(mode, name="bot"):
+    return [{"name": name, "container": f"c_{name}", "release": "r2", "heartbeat": mode}]
+
+
+def _inspects(name="bot"):
+    return {name: inspect(cid=f"c_{name}")}
+
+
+def test_heartbeat_off_is_not_asked_of_the_service():
+    r = h.evaluate(_svc("off"), _inspects(), {}, DB_OK, {})
+    assert r["status"] == h.PASSED, r["failures"]
+    assert r["services"]["bot"]["heartbeat"] == "off"
+
+
+def test_heartbeat_auto_without_a_row_is_not_used_and_says_so():
+    r = h.evaluate(_svc("auto"), _inspects(), {}, DB_OK, {})
+    assert r["status"] == h.PASSED
+    assert r["services"]["bot"]["heartbeat"] == "not used (the service has written none)"
+    r = h.evaluate(_svc("auto"), _inspects(), {}, DB_OK, {}, table="heartbeats")
+    assert r["services"]["bot"]["heartbeat"] == "not used (no table heartbeats)"
+
+
+def test_heartbeat_auto_with_a_row_is_checked_like_required():
+    stale = {"bot": {"release": "r2", "age": 99.0}}
+    old = {"bot": {"release": "r1", "age": 1.0}}
+    for mode in ("auto", "required"):
+        r = h.evaluate(_svc(mode), _inspects(), {}, DB_OK, stale)
+        assert r["failures"] == ["bot: heartbeat stale (99.0s > 30s)"]
+        r = h.evaluate(_svc(mode), _inspects(), {}, DB_OK, old)
+        assert r["failures"] == ["bot: heartbeat from release r1 (expected r2)"]
+        assert r["services"]["bot"]["heartbeat"] == "checked"
+
+
+def test_a_required_heartbeat_without_a_table_names_the_setting():
+    r = h.evaluate(_svc("required"), _inspects(), {}, DB_OK, {}, table="heartbeats")
+    assert r["status"] == h.FAILED
+    assert r["reason"].startswith("bot: heartbeat missing (no table heartbeats")
+    assert "heartbeat: false" in r["reason"]
+
+
+def test_without_heartbeat_a_crash_or_a_critical_line_still_fails():
+    r = h.evaluate(_svc("off"), {"bot": inspect(cid="c_bot", running=False, status="exited")}, {}, DB_OK, {})
+    assert r["status"] == h.FAILED and "is not running" in r["reason"]
+    r = h.evaluate(_svc("off"), _inspects(), {"bot": ["CRITICAL boom"]}, DB_OK, {})
+    assert r["status"] == h.FAILED and "critical log line" in r["reason"]
+    r = h.evaluate(_svc("off"), _inspects(), {}, {"reachable": False, "error": "refused"}, None)
+    assert r["failures"] == ["database: unreachable (refused)"]
+
+
+def test_a_missing_table_is_read_once_and_not_queried():
+    clock = FakeClock()
+    engine = ScriptedEngine(clock, {"c_bot": [inspect(cid="c_bot")]}, table=False)
+    params = {"services": _svc("auto"), "db_container": "fs_db", "timeout": 4, "interval": 2}
+    r = h.run_health_check(engine, params, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.PASSED and r["attempts"] == 1
+    assert r["services"]["bot"]["heartbeat"] == "not used (no table heartbeats)"
+    assert engine.calls["exec"] == ["SELECT 1", h.table_query()]
+    r = h.run_health_check(engine, dict(params, services=_svc("required")), clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED and r["attempts"] == 3  # retried: the app may create it meanwhile
+
+
+def test_all_heartbeats_off_asks_the_database_only_for_select_1():
+    clock = FakeClock()
+    engine = ScriptedEngine(clock, {"c_bot": [inspect(cid="c_bot")]})
+    params = {"services": _svc("off"), "db_container": "fs_db", "timeout": 4, "interval": 2}
+    r = h.run_health_check(engine, params, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.PASSED
+    assert engine.calls["exec"] == ["SELECT 1"]

@@ -13,8 +13,10 @@ from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import 
 APP_SERVICES = [
     {"name": "admin_bot", "command": ["python", "-m", "a"], "mode": "webhook",
      "env": {"BOT_MODE": "webhook"}},
-    {"name": "master_bot", "command": ["python", "-m", "m"], "mode": "polling"},
+    {"name": "master_bot", "command": ["python", "-m", "m"], "mode": "polling", "single_poller": True},
     {"name": "worker", "command": ["w"]},
+    {"name": "stock_bot", "command": ["s"], "mode": "polling", "readiness": "running", "ready_after": 2,
+     "heartbeat": False},
     {"name": "api", "command": ["api"], "mode": "http", "port": 9000, "readiness_path": "",
      "stop_timeout": 5},
     {"name": "reports", "command": ["r"], "strategy": "recreate", "public_path": "/reports/"},
@@ -28,8 +30,12 @@ def test_the_roles_and_the_switch_module_default_a_service_alike():
         module_view = Service.from_dict({k: v for k, v in svc.items() if k != "public_path"})
         assert module_view.strategy == resolved[svc["name"]]["strategy"], svc["name"]
         assert module_view.port == resolved[svc["name"]]["port"], svc["name"]
-    assert resolved["master_bot"]["strategy"] == "handoff"   # polling: never blue_green
-    assert resolved["worker"]["strategy"] == "handoff" and resolved["worker"]["mode"] == "polling"
+        assert module_view.readiness_path == resolved[svc["name"]]["readiness_path"], svc["name"]
+    # polling: never blue_green; handoff only when the app guarantees a single
+    # poller, else recreate (two pollers at once: Telegram answers 409)
+    assert resolved["master_bot"]["strategy"] == "handoff"
+    assert resolved["worker"]["strategy"] == "recreate" and resolved["worker"]["mode"] == "polling"
+    assert resolved["stock_bot"]["strategy"] == "recreate"
     assert resolved["admin_bot"]["strategy"] == "blue_green" and resolved["api"]["strategy"] == "blue_green"
     assert resolved["reports"]["strategy"] == "recreate"
 
@@ -40,7 +46,11 @@ def test_resolved_services_have_every_key():
     assert resolved["master_bot"]["public_path"] == "" and not resolved["master_bot"]["proxied"]
     assert resolved["reports"]["proxied"] and resolved["reports"]["public_path"] == "/reports/"
     assert resolved["api"]["port"] == 9000 and resolved["api"]["readiness_path"] == ""
-    assert resolved["worker"]["port"] == 8080 and resolved["worker"]["readiness_path"] == "/ready"
+    assert resolved["api"]["readiness"] == "auto"  # "" no longer asks for a path
+    assert resolved["worker"]["port"] == 8080 and resolved["worker"]["readiness_path"] == ""
+    assert resolved["worker"]["readiness"] == "auto" and resolved["worker"]["heartbeat"] == "auto"
+    assert resolved["stock_bot"]["readiness"] == "running" and resolved["stock_bot"]["ready_after"] == 2.0
+    assert resolved["stock_bot"]["heartbeat"] == "off"
     assert resolved["worker"]["env"] == {}
     # the input is not changed
     assert "strategy" not in APP_SERVICES[0]
@@ -52,7 +62,7 @@ def test_what_the_switch_module_is_given():
     given = {s["name"]: s for s in filters.switch_services(
         filters.resolve_services(APP_SERVICES), "r2", {"LOG": "1", "BOT_MODE": "app"}, 20)}
     assert set(given["admin_bot"]) == {"name", "command", "mode", "strategy", "proxied", "port",
-                                       "readiness_path", "stop_timeout", "env"}
+                                       "readiness", "readiness_path", "ready_after", "stop_timeout", "env"}
     # the app's env, then the release, then the service's own (which wins)
     assert given["admin_bot"]["env"] == {"LOG": "1", "BOT_MODE": "webhook", "APP_RELEASE": "r2",
                                          "SERVICE_NAME": "admin_bot"}
@@ -75,7 +85,7 @@ def test_container_names_have_one_rule():
         "admin_bot": services.container_name("fs", "admin_bot", "r1"), "master_bot": "fs_master_bot_r1"}
     assert filters.container_names(APP_SERVICES, "fs", "") == {}
     assert filters.service_containers(APP_SERVICES[:1], "fs", "r1") == [
-        {"name": "admin_bot", "container": "fs_admin_bot_r1", "release": "r1"}]
+        {"name": "admin_bot", "container": "fs_admin_bot_r1", "release": "r1", "heartbeat": "auto"}]
     assert filters.service_containers(APP_SERVICES, "fs", "") == []
 
 
@@ -84,3 +94,16 @@ def test_the_first_upstream_is_what_a_switch_writes():
         "admin_bot", "r1", "fs_admin_bot_r1", 8080)
     empty = filters.upstream_conf("admin_bot", "fs", "", 8080)
     assert "nothing deployed yet" in empty and '"fs_admin_bot_none:8080"' in empty
+
+
+def test_readiness_and_heartbeat_settings():
+    assert services.readiness_of({"name": "a"}) == ("auto", "")
+    assert services.readiness_of({"name": "a", "readiness_path": "/health"}) == ("http", "/health")
+    assert services.readiness_of({"name": "a", "readiness": "http"}) == ("http", "/ready")
+    assert services.readiness_of({"name": "a", "readiness": "tcp", "readiness_path": "/x"}) == ("tcp", "")
+    with pytest.raises(ValueError, match="docs/zero-downtime.md#readiness"):
+        services.readiness_of({"name": "a", "readiness": "ping"})
+    assert [services.heartbeat_mode(v) for v in (None, True, False, "auto", "yes", "off")] == [
+        "auto", "required", "off", "auto", "required", "off"]
+    with pytest.raises(ValueError, match="true, false or auto"):
+        services.heartbeat_mode("sometimes")

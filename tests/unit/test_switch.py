@@ -56,6 +56,8 @@ class FakeDocker:
         self.unhealthy: set[str] = set()
         self.starting: set[str] = set()  # the engine has not run the health check yet
         self.check_fails: set[str] = set()  # the health check command exits 1
+        self.no_check: set[str] = set()  # containers without a HEALTHCHECK
+        self.crash_after: dict[str, int] = {}  # container -> inspections before it exits
         self.nginx_test_rc = 0
         self.reload_rc = 0
         self.ip = 10
@@ -77,6 +79,10 @@ class FakeDocker:
         c = self.containers.get(name)
         if c is None:
             return None
+        if name in self.crash_after:
+            self.crash_after[name] -= 1
+            if self.crash_after[name] < 0:
+                c["State"] = "exited"
         running = c["State"] == "running"
         doc = {"Config": {"Labels": c["Labels"], "Healthcheck": {"Test": ["CMD", "true"]}},
                "State": {"Running": running, "Status": c["State"], "Restarting": False, "ExitCode": 0,
@@ -84,6 +90,8 @@ class FakeDocker:
                                     else "starting" if name in self.starting else "healthy"}},
                "RestartCount": 0,
                "NetworkSettings": {"Networks": {NET: {"IPAddress": c.get("ip", "")}}}}
+        if name in self.no_check:
+            del doc["Config"]["Healthcheck"], doc["State"]["Health"]
         return doc
 
     def inspect_image(self, name):
@@ -250,6 +258,7 @@ def test_a_second_run_changes_nothing():
     again = switcher(eng, clock).run()
     assert not again["changed"] and not again["switched"]
     assert sorted(again["kept"]) == ["fs_admin_bot_v2", "fs_master_bot_v2"]
+    assert set(again["guarantees"].values()) == {"kept (it was already running)"}
     assert not [c for c in eng.calls[calls_before:] if c[0] in ("create", "start", "stop", "remove", "put")]
 
 
@@ -490,3 +499,139 @@ def test_a_switch_given_up_never_records():
     with pytest.raises(SwitchError):
         s.run()
     assert seen == []
+
+
+# -- readiness kinds and what each service got ---------------------------------
+
+
+def stock(name="stock_bot", strategy="recreate", readiness="auto", proxied=False, ready_after=5.0):
+    return Service(name, ["python", "bot.py"], strategy, proxied, 8080, "", 10, {}, readiness=readiness,
+                   ready_after=ready_after)
+
+
+def stock_serving(clock, name="stock_bot", strategy="recreate", no_check=True):
+    eng = FakeDocker(clock)
+    eng.add(f"fs_{name}_v1", service_labels(name, "v1", strategy))
+    if no_check:
+        eng.no_check.update({f"fs_{name}_v1", f"fs_{name}_v2"})
+    return eng
+
+
+def test_a_stock_poller_is_recreated_and_its_gap_is_measured():
+    clock = FakeClock()
+    eng = stock_serving(clock)
+    orig_stop = eng.stop_container
+
+    def slow_stop(name, timeout):  # the old one takes 1.5 s to finish its update and exit
+        clock.sleep(1.5)
+        return orig_stop(name, timeout)
+
+    eng.stop_container = slow_stop
+    result = switcher(eng, clock, svcs=[stock()]).run()
+    # auto, no HEALTHCHECK, not behind the proxy: running for ready_after (5 s)
+    assert result["readiness"] == {"stock_bot": "running 5 s"}
+    # down from the SIGTERM to the old one until the new one runs (1.5 s);
+    # the 5 s it is then watched for are not a gap: it polls meanwhile
+    assert result["gaps"] == {"stock_bot": 1.5}
+    assert result["guarantees"] == {"stock_bot": "recreate: down for 1.5 s"}
+    assert clock() - 1000.0 >= 6.5  # but it was watched for 5 s before the switch ended
+    order = [c[:2] for c in eng.calls]
+    assert order.index(("stop", "fs_stock_bot_v1")) < order.index(("start", "fs_stock_bot_v2"))
+
+
+def test_a_recreate_with_an_http_readiness_is_down_until_it_answers():
+    clock = FakeClock()
+    eng = stock_serving(clock)
+    answers = iter([(0, "refused"), (0, "refused"), (200, "")])
+    result = switcher(eng, clock, svcs=[stock(readiness="http")], probe=lambda url: next(answers)).run()
+    assert result["readiness"] == {"stock_bot": "http GET /ready"}
+    assert result["gaps"] == {"stock_bot": 2.0}  # two retries, one second apart
+
+
+def test_a_container_that_exits_within_ready_after_is_given_up():
+    clock = FakeClock()
+    eng = stock_serving(clock)
+    eng.crash_after["fs_stock_bot_v2"] = 1  # runs when first seen, exited after ready_after
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, svcs=[stock()]).run()
+    text = str(err.value)
+    assert err.value.stage == "probe" and "stock_bot: did not keep running for 5 s (exited" in text
+    # the stopped old one is started again: Telegram kept the updates, none lost
+    assert "the containers it had stopped (recreate) were started again" in text
+    assert "serving release keeps serving" not in text
+    assert eng.containers["fs_stock_bot_v1"]["State"] == "running"
+    assert "fs_stock_bot_v2" not in eng.containers
+
+
+def test_auto_readiness_uses_the_images_healthcheck_when_there_is_one():
+    clock = FakeClock()
+    eng = stock_serving(clock, no_check=False)
+    eng.starting.add("fs_stock_bot_v2")
+    result = switcher(eng, clock, svcs=[stock()]).run()
+    assert result["readiness"] == {"stock_bot": "the image's HEALTHCHECK"}
+    assert ("exec", "fs_stock_bot_v2", "true") in eng.calls  # run by the switch itself
+
+
+def test_readiness_healthcheck_without_one_names_the_setting():
+    clock = FakeClock()
+    eng = stock_serving(clock)
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, svcs=[stock(readiness="healthcheck")]).run()
+    assert "has no HEALTHCHECK" in str(err.value) and "docs/zero-downtime.md#readiness" in str(err.value)
+    assert "readiness (http, healthcheck, tcp or running)" in str(err.value)
+
+
+def test_a_webhook_without_a_readiness_path_waits_for_its_port_behind_the_proxy():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.no_check.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    tried = []
+
+    def tcp(host, port):
+        tried.append((host, port))
+        return len(tried) >= 3, "connection refused"
+
+    svcs = [Service("admin_bot", ["a"], "blue_green", True, 8080, "", 20, {}),
+            Service("master_bot", ["m"], "handoff", False, 8080, "/ready", 15, {})]
+    result = switcher(eng, clock, svcs=svcs, tcp=tcp).run()
+    assert result["readiness"] == {"admin_bot": "tcp port 8080", "master_bot": "http GET /ready"}
+    assert tried == [("172.20.0.11", 8080)] * 3
+    assert result["guarantees"] == {"admin_bot": "blue/green behind the proxy",
+                                    "master_bot": "handoff, no overlap"}
+    assert result["gaps"] == {"admin_bot": None, "master_bot": None}
+    assert result["summary"] == ["admin_bot blue/green behind the proxy (ready: tcp port 8080)",
+                                 "master_bot handoff, no overlap (ready: http GET /ready)"]
+
+
+def test_a_port_that_never_opens_gives_the_release_up():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.no_check.update({"fs_admin_bot_v2", "fs_master_bot_v2"})
+    svcs = [Service("admin_bot", ["a"], "blue_green", True, 8080, "", 20, {}),
+            Service("master_bot", ["m"], "handoff", False, 8080, "/ready", 15, {})]
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, svcs=svcs, tcp=lambda h, p: (False, "connection refused"), probe_retries=3).run()
+    assert "admin_bot: port 8080 does not accept connections: connection refused" in str(err.value)
+    assert "serving release keeps serving" in str(err.value)  # v1 did serve
+
+
+def test_a_first_deploy_that_fails_does_not_claim_anything_serves():
+    clock = FakeClock()
+    eng = FakeDocker(clock)
+    eng.add("fs_proxy", {"fs.app": APP, "fs.role": "proxy"})
+    s = switcher(eng, clock, probe=lambda url: (0, "Connection refused"), probe_retries=2)
+    with pytest.raises(SwitchError) as err:
+        s.run()
+    text = str(err.value)
+    assert "Nothing of this app was serving before this switch, and nothing serves now" in text
+    assert "keeps serving" not in text
+    assert "GET /ready: Connection refused" in text and "docs/zero-downtime.md#readiness" in text
+
+
+def test_a_first_start_says_so():
+    clock = FakeClock()
+    eng = FakeDocker(clock)
+    eng.no_check.add("fs_stock_bot_v2")
+    result = switcher(eng, clock, svcs=[stock(ready_after=2)]).run()
+    assert result["guarantees"] == {"stock_bot": "first start (none of it was serving)"}
+    assert result["gaps"] == {"stock_bot": None}

@@ -29,7 +29,9 @@ case-insensitive):
 Control API (JSON), for tests and benchmarks:
 
 * ``POST /_control/<token>/updates``: body ``{"text": "...", "chat_id": 1}``
-  or a list of those (``{"update": {...}}`` queues a raw update body).
+  or a list of those (``{"update": {...}}`` queues a raw update body); a
+  text that starts with ``/`` gets its ``bot_command`` entity, as Telegram
+  gives it.
   Returns ``{"ok": true, "update_ids": [...]}``.
 * ``GET /_control/<token>/sent``: messages recorded by sendMessage.
 * ``GET /_control/<token>/stats``: counters (see ``TokenState.stats``).
@@ -46,7 +48,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -54,6 +58,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -81,12 +86,29 @@ class ApiError(Exception):
 
 
 class _Poll:
-    """One in-flight getUpdates request."""
+    """One in-flight getUpdates request; ``alive()`` says whether its client
+    still waits for the answer (it did not close the connection)."""
 
-    __slots__ = ("terminated",)
+    __slots__ = ("terminated", "alive")
 
-    def __init__(self) -> None:
+    def __init__(self, alive: Callable[[], bool] | None = None) -> None:
         self.terminated = False
+        self.alive = alive or (lambda: True)
+
+
+class _Abandoned(Exception):
+    """The client of a long poll closed its connection: nobody to answer."""
+
+
+def client_connected(sock: Any) -> bool:
+    """Whether the peer of a server socket has not closed it (EOF pending)."""
+    try:
+        readable = select.select([sock], [], [], 0)[0]
+        if not readable:
+            return True
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except (OSError, ValueError):
+        return False
 
 
 class TokenState:
@@ -108,7 +130,8 @@ class TokenState:
             "queued_total": 0,
             "delivered": 0,  # update objects handed out (redeliveries included)
             "confirmed": 0,  # updates dropped by an offset or a webhook 2xx
-            "conflicts_409": 0,  # getUpdates overlap (a poll terminated)
+            "conflicts_409": 0,  # getUpdates overlap (a waiting poll terminated)
+            "abandoned_polls": 0,  # a long poll whose client went away (no 409 seen)
             "webhook_conflicts_409": 0,  # getUpdates while a webhook was set
             "get_updates_calls": 0,
             "send_message_calls": 0,
@@ -214,7 +237,8 @@ class FakeTelegram:
         raise ApiError(500, f"Internal Server Error (fail mode {mode})")
 
     # -- Bot API -----------------------------------------------------------
-    def call(self, token: str, method: str, params: dict[str, Any]) -> Any:
+    def call(self, token: str, method: str, params: dict[str, Any],
+             alive: Callable[[], bool] | None = None) -> Any:
         name = method.lower()
         handler = {
             "getme": self._get_me,
@@ -229,6 +253,8 @@ class FakeTelegram:
         with self._cond:
             st = self._state(token)
             self._maybe_fail(st, method)
+            if handler == self._get_updates:
+                return handler(st, params, alive)
             return handler(st, params)
 
     def _get_me(self, st: TokenState, params: dict[str, Any]) -> Any:
@@ -243,7 +269,8 @@ class FakeTelegram:
             "supports_inline_queries": False,
         }
 
-    def _get_updates(self, st: TokenState, params: dict[str, Any]) -> Any:
+    def _get_updates(self, st: TokenState, params: dict[str, Any],
+                     alive: Callable[[], bool] | None = None) -> Any:
         offset = _int_param(params, "offset", 0)
         limit = max(1, min(100, _int_param(params, "limit", 100)))
         timeout = max(0, min(MAX_POLL_TIMEOUT, _int_param(params, "timeout", 0)))
@@ -252,11 +279,15 @@ class FakeTelegram:
             raise ApiError(409, CONFLICT_WEBHOOK)
         st.counters["get_updates_calls"] += 1
         if st.active_poll is not None:
-            # Another getUpdates is still waiting: Telegram terminates it.
+            # Another getUpdates is still waiting: Telegram terminates it
+            # (a 409 for its client, if that one still waits for it).
             st.active_poll.terminated = True
-            st.counters["conflicts_409"] += 1
+            if st.active_poll.alive():
+                st.counters["conflicts_409"] += 1
+            else:
+                st.counters["abandoned_polls"] += 1
             self._cond.notify_all()
-        poll = _Poll()
+        poll = _Poll(alive)
         st.active_poll = poll
         try:
             self._confirm(st, offset)
@@ -270,7 +301,12 @@ class FakeTelegram:
                 remaining = deadline - time.monotonic()
                 if batch or remaining <= 0 or self._closing or st.detached:
                     break
-                self._cond.wait(remaining)
+                # with a client to watch, look every half second whether it
+                # went away (a bot killed or cancelled mid long poll)
+                self._cond.wait(remaining if alive is None else min(remaining, 0.5))
+                if alive is not None and not poll.terminated and not alive():
+                    st.counters["abandoned_polls"] += 1
+                    raise _Abandoned()
             st.counters["delivered"] += len(batch)
             return [dict(u) for u in batch]
         finally:
@@ -427,6 +463,9 @@ class FakeTelegram:
                             "text": str(item.get("text", "")),
                         }
                     }
+                    command = _command_entity(update["message"]["text"])
+                    if command:
+                        update["message"]["entities"] = [command]
                 update["update_id"] = update_id
                 st.updates.append(update)
                 st.counters["queued_total"] += 1
@@ -462,6 +501,14 @@ class FakeTelegram:
                 st.updates = []
                 del self._tokens[st.token]
             self._cond.notify_all()
+
+
+def _command_entity(text: str) -> dict[str, Any] | None:
+    """The ``bot_command`` entity Telegram adds to a text that starts with one (``/start``)."""
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    length = len(text.split(maxsplit=1)[0])
+    return {"type": "bot_command", "offset": 0, "length": length}
 
 
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:
@@ -536,7 +583,12 @@ def _make_handler(app: FakeTelegram) -> type[BaseHTTPRequestHandler]:
                     return
                 if len(parts) == 2 and parts[0].startswith("bot") and len(parts[0]) > 3:
                     params = self._params(parsed.query, body)
-                    result = app.call(parts[0][3:], parts[1], params)
+                    try:
+                        result = app.call(parts[0][3:], parts[1], params,
+                                          alive=lambda: client_connected(self.connection))
+                    except _Abandoned:
+                        self.close_connection = True
+                        return
                     self._send_json(200, {"ok": True, "result": result})
                     return
                 raise ApiError(404, "Not Found")

@@ -296,3 +296,63 @@ def test_reset_releases_in_flight_long_polls(client: Client) -> None:
     th.join(5)
     assert time.monotonic() - t0 < 2
     assert out["r"] == (200, {"ok": True, "result": []})
+
+
+def _raw_long_poll(base: str, token: str, timeout: int) -> socket.socket:
+    """A getUpdates long poll sent by hand; the caller closes the socket (a bot killed mid poll)."""
+    host, port = base.split("//", 1)[1].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"GET /bot{token}/getUpdates?timeout={timeout} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def test_a_long_poll_whose_client_left_is_abandoned_not_a_409(client: Client) -> None:
+    # PTB cancels its long poll on SIGTERM and calls getUpdates once more to
+    # confirm the offset: Telegram answers nobody with a 409 for the
+    # cancelled one, and neither does the stand-in.
+    sock = _raw_long_poll(client.base, TOKEN, 20)
+    deadline = time.monotonic() + 5
+    while not client.stats(TOKEN)["polling_in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while client.stats(TOKEN)["abandoned_polls"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = client.stats(TOKEN)
+    assert stats["abandoned_polls"] == 1 and not stats["polling_in_flight"]
+    client.queue(TOKEN, "after")
+    status, body = client.api(TOKEN, "getUpdates", timeout=0)
+    assert status == 200 and [u["message"]["text"] for u in body["result"]] == ["after"]
+    assert client.stats(TOKEN)["conflicts_409"] == 0
+
+
+def test_a_poll_that_still_waits_when_another_comes_is_a_409(client: Client) -> None:
+    # positive control: the same overlap with the first client still waiting
+    sock = _raw_long_poll(client.base, TOKEN, 20)
+    try:
+        deadline = time.monotonic() + 5
+        while not client.stats(TOKEN)["polling_in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, dummy = client.api(TOKEN, "getUpdates", timeout=0)
+        assert status == 200
+        sock.settimeout(5)
+        answer = b""
+        while b"terminated by other getUpdates" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        answer = answer.decode()
+        assert " 409 " in answer.splitlines()[0] and "terminated by other getUpdates" in answer
+    finally:
+        sock.close()
+    stats = client.stats(TOKEN)
+    assert stats["conflicts_409"] == 1 and stats["abandoned_polls"] == 0
+
+
+def test_a_command_gets_its_entity_like_telegram_gives_it(client: Client) -> None:
+    client.queue(TOKEN, "/start now", "plain")
+    _, body = client.api(TOKEN, "getUpdates")
+    first, second = (u["message"] for u in body["result"])
+    assert first["entities"] == [{"type": "bot_command", "offset": 0, "length": 6}]
+    assert "entities" not in second
