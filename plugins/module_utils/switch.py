@@ -109,7 +109,9 @@ class Service:
         if strategy not in STRATEGIES:
             raise ValueError(f"service {d.get('name')!r}: unknown strategy {strategy!r}")
         path = str(d.get("readiness_path") or "")
-        readiness = str(d.get("readiness") or ("http" if path else "auto"))
+        readiness = str(d.get("readiness") or "auto")
+        if readiness == "auto" and path:
+            readiness = "http"
         if readiness not in READINESS:
             raise ValueError(f"service {d.get('name')!r}: unknown readiness {readiness!r}")
         stop = d.get("stop_timeout")
@@ -424,7 +426,11 @@ class Switcher:
 
     def _give_up(self, reason: str, stage: str) -> None:
         """Remove what this switch started, restart what it stopped, raise."""
-        if stage == "proxy":
+        if stage == "proxy" and not self._serving_before:
+            message = (f"The proxy could not be switched to the new release {self.release} ({reason}); "
+                       "its containers were removed. Nothing of this app was serving before this switch, "
+                       "and nothing serves now.")
+        elif stage == "proxy":
             message = (f"The proxy could not be switched to the new release {self.release} ({reason}); "
                        "its containers were removed, the previous upstreams were put back and keep serving.")
         elif not self._serving_before:
@@ -623,7 +629,9 @@ class Switcher:
                               f"or {fix})", "probe")
         else:  # running: not restarting for ready_after seconds
             self.result["readiness"][svc.name] = f"running {svc.ready_after:g} s"
-            first = int(doc.get("RestartCount") or 0)
+            # a container this switch created has not restarted yet: any
+            # restart since is a crash, however late this check comes
+            first = 0 if name in self._started_at else int(doc.get("RestartCount") or 0)
             started = self._started_at.get(name)
             left = 0.0 if started is None else svc.ready_after - (self.clock() - started)
             if left > 0:

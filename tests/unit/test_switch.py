@@ -635,3 +635,25 @@ def test_a_first_start_says_so():
     result = switcher(eng, clock, svcs=[stock(ready_after=2)]).run()
     assert result["guarantees"] == {"stock_bot": "first start (none of it was serving)"}
     assert result["gaps"] == {"stock_bot": None}
+
+
+def test_a_new_container_that_restarted_before_its_check_is_given_up():
+    clock = FakeClock()
+    eng = stock_serving(clock)
+    orig = eng.inspect_container
+
+    def inspect(name):
+        doc = orig(name)
+        if doc and name == "fs_stock_bot_v2":
+            doc["RestartCount"] = 2  # it crashed twice since it was started
+        return doc
+
+    eng.inspect_container = inspect
+    with pytest.raises(SwitchError) as err:
+        switcher(eng, clock, svcs=[stock()]).run()
+    assert "did not keep running" in str(err.value)
+
+
+def test_auto_readiness_with_a_path_probes_it():
+    svc = Service.from_dict({"name": "a", "readiness": "auto", "readiness_path": "/ready"})
+    assert svc.readiness == "http" and svc.readiness_path == "/ready"
