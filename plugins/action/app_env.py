@@ -8,9 +8,8 @@ plugins/plugin_utils/app_env.py.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.fieldservice.deploy.plugins.plugin_utils import app_env
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils.control_action import ControlNodeAction
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
@@ -25,13 +24,8 @@ ARGUMENT_SPEC = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControlNodeAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        dummy, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        result.update(app_env.run(params))
-        return result
+    def act(self, params: dict) -> dict:
+        return app_env.run(params)

@@ -8,22 +8,16 @@ plugins/plugin_utils/app_init.py.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.fieldservice.deploy.plugins.plugin_utils import app_init
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils.control_action import ControlNodeAction
 
 ARGUMENT_SPEC = {
     "app_dir": {"type": "path", "required": True},
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControlNodeAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        dummy, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        result.update(app_init.run(params, check_mode=bool(self._task.check_mode)))
-        return result
+    def act(self, params: dict) -> dict:
+        return app_init.run(params, check_mode=bool(self._task.check_mode))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.fieldservice.deploy.plugins.plugin_utils import migrations_check
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils.control_action import ControlNodeAction
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
@@ -30,15 +29,10 @@ ARGUMENT_SPEC = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControlNodeAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        dummy, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, params: dict) -> dict:
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in params["env"].items()})
-        result.update(migrations_check.run_check(params, env))
-        return result
+        return migrations_check.run_check(params, env)

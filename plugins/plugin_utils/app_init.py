@@ -262,16 +262,23 @@ def _secret_env(app: dict, local: bool) -> list[str]:
     return lines
 
 
-def production_main_yml(app: dict) -> str:
+def _roots(app: dict) -> list[str]:
     slug = app["name"].replace("_", "-")
-    webhook = any(s["mode"] == "webhook" for s in app["services"])
+    return [f"app_root: /opt/{slug}", f"app_backup_root: /opt/backups/{slug}"]
+
+
+def _has_webhook(app: dict) -> bool:
+    return any(s["mode"] == "webhook" for s in app["services"])
+
+
+def production_main_yml(app: dict) -> str:
+    webhook = _has_webhook(app)
     return "\n".join([
         "---",
         "# Written by `fieldservice.deploy.init`: the production server's settings.",
         "# Secrets come from vault.yml beside this file (copy vault.yml.example, then",
         "# `ansible-vault encrypt vault.yml`).",
-        f"app_root: /opt/{slug}",
-        f"app_backup_root: /opt/backups/{slug}",
+        *_roots(app),
         "app_db_password: \"{{ vault_app_db_password }}\"",
         *_secret_env(app, local=False),
         *([f"webhook_base_url: https://bots.example.com  {MARK} your domain (the proxy serves it)"]
@@ -326,15 +333,13 @@ def local_hosts() -> str:
 
 
 def local_main_yml(app: dict) -> str:
-    slug = app["name"].replace("_", "-")
-    webhook = any(s["mode"] == "webhook" for s in app["services"])
+    webhook = _has_webhook(app)
     return "\n".join([
         "---",
         "# Written by `fieldservice.deploy.init`: the app on this machine, talking to",
         "# the bundled stand-in Bot API (Telegram is not reachable from here). These",
         "# values are not secrets: the database listens on a private Docker network.",
-        f"app_root: /opt/{slug}",
-        f"app_backup_root: /opt/backups/{slug}",
+        *_roots(app),
         "app_db_password: local-demo-password",
         *_secret_env(app, local=True),
         "demo_telegram_enabled: true",
