@@ -46,6 +46,8 @@ Control API (JSON), for tests and benchmarks:
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import json
 import logging
 import select
@@ -158,6 +160,13 @@ class _Server(ThreadingHTTPServer):
     # Bursts of bots' calls wait in the kernel's queue, as on Telegram's
     # servers, instead of being dropped (socketserver's default queue is 5).
     request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A bot that cancels its long poll (on SIGTERM) closes the connection:
+        # that is no error of the server's (socketserver would print a traceback).
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeTelegram:
@@ -511,6 +520,29 @@ def _command_entity(text: str) -> dict[str, Any] | None:
     return {"type": "bot_command", "offset": 0, "length": length}
 
 
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, Any]:
+    """The fields of a multipart/form-data body (how aiogram sends a method with a
+    file, and python-telegram-bot any upload): a text field as its string, a file
+    as ``{"filename", "size"}``."""
+    message = email.message_from_bytes(
+        f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body,
+        policy=email.policy.HTTP)
+    if not message.is_multipart():
+        raise ApiError(400, "Bad Request: can't parse multipart/form-data")
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+        else:
+            fields[name] = {"filename": filename, "size": len(payload)}
+    return fields
+
+
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:
     value = params.get(name)
     if value in (None, ""):
@@ -567,6 +599,8 @@ def _make_handler(app: FakeTelegram) -> type[BaseHTTPRequestHandler]:
                     if not isinstance(data, dict):
                         raise ApiError(400, "Bad Request: JSON object expected")
                     params.update(data)
+                elif ctype == "multipart/form-data":
+                    params.update(_multipart_fields(self.headers.get("Content-Type") or "", body))
                 else:
                     params.update(
                         {k: v[-1] for k, v in urllib.parse.parse_qs(body.decode()).items()}

@@ -356,3 +356,26 @@ def test_a_command_gets_its_entity_like_telegram_gives_it(client: Client) -> Non
     first, second = (u["message"] for u in body["result"])
     assert first["entities"] == [{"type": "bot_command", "offset": 0, "length": 6}]
     assert "entities" not in second
+
+
+def test_a_multipart_form_body_is_read_like_telegram_reads_it(client: Client) -> None:
+    # how aiogram sends a method with a file (aiohttp's FormData), and PTB an upload
+    boundary = "----fs-boundary-1"
+    parts = [
+        ('Content-Disposition: form-data; name="chat_id"', b"42"),
+        ('Content-Disposition: form-data; name="text"', "привет, multipart".encode()),
+        ('Content-Disposition: form-data; name="document"; filename="notes.txt"\r\n'
+         "Content-Type: text/plain", b"x" * 300),
+    ]
+    raw = b"".join(f"--{boundary}\r\n{head}\r\n\r\n".encode() + value + b"\r\n" for head, value in parts)
+    raw += f"--{boundary}--\r\n".encode()
+    status, body = client.request(f"/bot{TOKEN}/sendMessage", raw=raw,
+                                  content_type=f"multipart/form-data; boundary={boundary}")
+    assert status == 200, body
+    assert body["result"]["chat"]["id"] == 42 and body["result"]["text"] == "привет, multipart"
+    _, sent = client.request(f"/_control/{TOKEN}/sent")
+    assert [(m["chat_id"], m["text"]) for m in sent["result"]] == [(42, "привет, multipart")]
+    # a body that is not multipart at all is a 400, as on Telegram
+    status, body = client.request(f"/bot{TOKEN}/sendMessage", raw=b"chat_id=1",
+                                  content_type="multipart/form-data")
+    assert status == 400 and "multipart" in body["description"]

@@ -1,0 +1,114 @@
+"""aiogram 3: run a ``Dispatcher`` and its ``Bot`` under the kit.
+
+Replace ``await dp.start_polling(bot)`` with ``await botkit.start_polling(dp, bot)``
+(or ``dp.run_polling(bot)`` with ``botkit.run_polling(dp, bot)``), and the aiohttp webhook application
+(``SimpleRequestHandler(...).register(app, path)``, ``setup_application``,
+``web.run_app``) with ``botkit.run_webhook(dp, bot, path=..., port=...,
+secret_token=...)``. Routers, handlers, middlewares and ``dp.startup`` /
+``dp.shutdown`` stay as aiogram's docs write them: the kit emits startup and
+shutdown, and calls ``dp.feed_update`` for each update (sending a method a
+handler returns, as aiogram's polling does).
+
+What is exactly-once (README, "The bot kit"): as for python-telegram-bot. A
+handler's writes through ``fieldservice_botkit.connection()`` commit with the
+update's offset or processed-record; a handler's exception (aiogram's
+``dp.errors`` handlers run first) rolls them back and the update is skipped;
+replies sent before a SIGKILL are sent again. Unlike ``dp.start_polling``
+(``handle_as_tasks=True``), the kit processes a poller's updates one at a time,
+in order: that is what lets the offset be committed with the handler.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramConflictError
+from aiogram.methods import TelegramMethod
+from aiogram.types import Update
+
+from fieldservice_botkit import runtime
+
+_UNSET: Any = object()
+
+
+class AiogramAdapter(runtime.Adapter):
+    library = "aiogram"
+
+    def __init__(self, dp: Dispatcher, bot: Bot, allowed_updates: Any, close_bot_session: bool) -> None:
+        self.dp, self.bot = dp, bot
+        self.allowed_updates = dp.resolve_used_update_types() if allowed_updates is _UNSET \
+            else allowed_updates
+        self.bot_id = bot.id
+        self.close_bot_session = close_bot_session
+        self.workflow = {"dispatcher": dp, "bots": [bot], **dp.workflow_data}
+
+    async def start(self) -> None:
+        await self.dp.emit_startup(bot=self.bot, **self.workflow)
+
+    async def stop(self) -> None:
+        try:
+            await self.dp.emit_shutdown(bot=self.bot, **self.workflow)
+        finally:
+            if self.close_bot_session:
+                await self.bot.session.close()
+
+    async def get_updates(self, offset: int, timeout: float, limit: int = 100) -> list[tuple[int, Any]]:
+        try:
+            updates = await self.bot.get_updates(
+                offset=offset, timeout=int(timeout), limit=limit, allowed_updates=self.allowed_updates,
+                request_timeout=int(self.bot.session.timeout + timeout))
+        except TelegramConflictError as exc:
+            raise runtime.Conflict(str(exc)) from exc
+        return [(u.update_id, u) for u in updates]
+
+    def parse(self, data: dict[str, Any]) -> tuple[int, Any]:
+        update = Update.model_validate(data, context={"bot": self.bot})
+        return update.update_id, update
+
+    async def process(self, update: Any) -> None:
+        response = await self.dp.feed_update(self.bot, update, bots=[self.bot])
+        if isinstance(response, TelegramMethod):
+            await self.bot(response)
+
+    async def delete_webhook(self) -> None:
+        await self.bot.delete_webhook(drop_pending_updates=False)
+
+    async def set_webhook(self, url: str, secret_token: str | None) -> None:
+        await self.bot.set_webhook(url=url, secret_token=secret_token, allowed_updates=self.allowed_updates)
+
+
+def run_polling(dp: Dispatcher, bot: Bot, *, allowed_updates: Any = _UNSET, service: str | None = None,
+                close_bot_session: bool = True, **ignored: Any) -> None:
+    """``dp.run_polling(bot)`` under the kit: one poller at a time, handoff on SIGTERM.
+
+    ``polling_timeout``, ``handle_as_tasks``, ``backoff_config`` and
+    ``handle_signals`` of aiogram's are accepted and not used (the kit's are
+    ``BOTKIT_POLL_TIMEOUT``, one update at a time, SIGTERM/SIGINT). Exits the
+    process with the runtime's exit code.
+    """
+    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session),
+                         "polling", service))
+
+
+async def start_polling(dp: Dispatcher, bot: Bot, *, allowed_updates: Any = _UNSET,
+                        service: str | None = None, close_bot_session: bool = True, **ignored: Any) -> None:
+    """``await dp.start_polling(bot)`` under the kit, in the running event loop (as
+    :func:`run_polling`; a failure raises ``SystemExit`` with the exit code)."""
+    runtime.exit_on_failure(await runtime.serve(
+        lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session), "polling", service))
+
+
+def run_webhook(dp: Dispatcher, bot: Bot, *, host: str = "0.0.0.0", port: int = 8080, path: str = "/webhook",
+                webhook_url: str | None = None, secret_token: str | None = None,
+                allowed_updates: Any = _UNSET, service: str | None = None,
+                close_bot_session: bool = True) -> None:
+    """The aiohttp webhook app of aiogram's docs, under the kit: ``POST <path>``
+    (answered 200 once the handlers are done and committed; a request without
+    ``secret_token`` in ``X-Telegram-Bot-Api-Secret-Token`` gets 401),
+    ``GET /ready``, ``GET /health``; ``webhook_url`` is registered at start when
+    given (or register it in a ``dp.startup`` handler, as aiogram's docs do)."""
+    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session),
+                         "webhook", service, port, webhook_path=path, webhook_url=webhook_url,
+                         secret_token=secret_token, listen=host))

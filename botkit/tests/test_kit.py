@@ -1,0 +1,197 @@
+"""The kit under both libraries, as real processes against a real PostgreSQL and
+the stand-in Bot API: the handoff, what is exactly-once and what is not, the
+graceful SIGTERM, the heartbeat and the webhook."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import LIBRARIES, TOKEN, query
+from fs_support import wait_for
+
+pytestmark = pytest.mark.parametrize("library", LIBRARIES)
+
+
+def notes(db: str) -> list[tuple[int, str, int]]:
+    return query(db, "SELECT update_id, body, pid FROM kit_notes ORDER BY id")
+
+
+def replies(telegram) -> list[str]:
+    return [m["text"] for m in telegram.sent(TOKEN)]
+
+
+def in_transaction(db: str, connection: str = "polling_bot:poller") -> bool:
+    """A connection of the kit is inside an update's transaction (its handler runs)."""
+    rows = query(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                     "AND state = 'idle in transaction'", (connection,))
+    return rows[0][0] > 0
+
+
+def beat_age(db: str) -> float:
+    return float(query(db, "SELECT extract(epoch FROM now() - beat_at) FROM heartbeats")[0][0])
+
+
+def test_the_handoff_under_a_steady_feed_loses_and_repeats_nothing(library, bots, db, telegram):
+    old = bots(library)
+    old.wait_ready()
+    old.wait_log("acquired the poller lock")
+    assert old.ready()["polling"] is True
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def feed() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            sent.extend(telegram.queue_updates(TOKEN, [{"text": f"feed {n}"}]))
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        time.sleep(1.0)
+        new = bots(library)
+        standby = new.wait_ready()
+        assert standby["status"] == "ready (standby)" and standby["polling"] is False, standby
+        new.wait_log("standby: waiting for the poller lock")
+        time.sleep(0.5)
+        assert old.terminate() == 0, old.logs()
+        new.wait_log("acquired the poller lock")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        feeder.join()
+    wait_for(lambda: len(notes(db)) >= len(sent), 20, "every update processed")
+    got = notes(db)
+    ids = [u for u, _, _ in got]
+    assert ids == sorted(sent), "each update once, in order"
+    pids = {p for _, _, p in got}
+    assert pids == {old.pid, new.pid}, "both pollers processed some"
+    assert sorted(replies(telegram)) == sorted(f"noted: {b}" for _, b, _ in got)
+    stats = telegram.stats(TOKEN)
+    assert stats["conflicts_409"] == 0 and stats["webhook_conflicts_409"] == 0, stats
+    assert "stopped polling; offset" in old.logs() and "released the poller lock" in old.logs()
+    assert query(db, "SELECT next_offset FROM botkit_offsets") == [(max(sent) + 1,)]
+
+
+def test_a_killed_poller_commits_nothing_of_the_update_in_hand(library, bots, db, telegram):
+    # SIGKILL while the handler runs (before its reply): the next poller
+    # processes the update again, and its row exists once
+    first = bots(library)
+    first.wait_ready()
+    [slow] = telegram.queue_updates(TOKEN, [{"text": "slow one"}])
+    wait_for(lambda: in_transaction(db), 10, "the handler running")
+    first.kill()
+    second = bots(library)
+    second.wait_ready()
+    wait_for(lambda: notes(db), 15, "the update processed again")
+    assert notes(db) == [(slow, "slow one", second.pid)]
+    wait_for(lambda: replies(telegram), 10, "the reply")
+    assert replies(telegram) == ["noted: slow one"]
+
+
+def test_a_reply_sent_before_a_kill_is_sent_again(library, bots, db, telegram):
+    # what is not exactly-once: the handler answered, then the process died
+    # before the commit; the row is still there once, the reply twice
+    first = bots(library)
+    first.wait_ready()
+    [late] = telegram.queue_updates(TOKEN, [{"text": "late one"}])
+    wait_for(lambda: replies(telegram) == ["noted: late one"], 10, "the first reply")
+    assert in_transaction(db)
+    first.kill()
+    second = bots(library)
+    second.wait_ready()
+    wait_for(lambda: len(replies(telegram)) == 2, 15, "the second reply")
+    time.sleep(2.5)  # the second handler's own pause, then its commit
+    assert notes(db) == [(late, "late one", second.pid)]
+    assert replies(telegram) == ["noted: late one", "noted: late one"]
+
+
+def test_sigterm_finishes_the_update_in_hand_and_leaves_the_rest_to_telegram(library, bots, db, telegram):
+    bot = bots(library)
+    bot.wait_ready()
+    [slow] = telegram.queue_updates(TOKEN, [{"text": "slow two"}])
+    wait_for(lambda: in_transaction(db), 10, "the handler running")
+    started = time.monotonic()
+    bot.proc.send_signal(15)
+    [later] = telegram.queue_updates(TOKEN, [{"text": "after the signal"}])
+    assert bot.wait(20) == 0, bot.logs()
+    took = time.monotonic() - started
+    assert notes(db) == [(slow, "slow two", bot.pid)]
+    assert replies(telegram) == ["noted: slow two"]
+    assert telegram.stats(TOKEN)["pending_ids"] == [later], "Telegram keeps what came after"
+    assert query(db, "SELECT next_offset FROM botkit_offsets") == [(slow + 1,)]
+    logs = bot.logs()
+    assert logs.index("SIGTERM received") < logs.index(f"stopped polling; offset {slow + 1} committed")
+    assert logs.index("released the poller lock") < logs.index("shutdown complete (exit code 0)")
+    assert took < 8, took
+
+
+def test_a_handlers_exception_rolls_its_writes_back_and_skips_the_update(library, bots, db, telegram):
+    bot = bots(library)
+    bot.wait_ready()
+    boom, after = telegram.queue_updates(TOKEN, [{"text": "boom three"}, {"text": "after boom"}])
+    wait_for(lambda: notes(db), 15, "the next update")
+    assert notes(db) == [(after, "after boom", bot.pid)]
+    assert replies(telegram) == ["noted: after boom"]
+    assert query(db, "SELECT next_offset FROM botkit_offsets") == [(after + 1,)]
+    bot.wait_log(f"update {boom}: the handler failed, its database writes were rolled back")
+    assert "RuntimeError: boom in 'boom three'" in bot.logs()
+
+
+def test_the_heartbeat_means_polling(library, bots, db, telegram):
+    active = bots(library)
+    active.wait_ready()
+    standby = bots(library)
+    standby.wait_ready()
+    standby.wait_log("standby: waiting for the poller lock")
+    wait_for(lambda: query(db, "SELECT pid FROM heartbeats"), 10, "a heartbeat")
+    time.sleep(1.5)
+    row = query(db, "SELECT pid, release, state, extract(epoch FROM now() - beat_at) FROM heartbeats")
+    assert len(row) == 1 and row[0][:3] == (active.pid, "r1", "polling"), "only the poller beats"
+    assert float(row[0][3]) < 1.5
+    # a deaf poller (every getUpdates a 409) stops beating
+    telegram.set_fail(TOKEN, {"mode": "409"})
+    active.wait_log("409 Conflict from getUpdates")
+    active.wait_log("heartbeat paused: no successful getUpdates", timeout=10)
+    age = beat_age(db)
+    time.sleep(1.0)
+    assert beat_age(db) > age + 0.9
+    telegram.set_fail(TOKEN, {"mode": "none"})
+    wait_for(lambda: beat_age(db) < 0.8, 10, "the heartbeat again")
+
+
+def test_the_webhook_is_guarded_answered_after_commit_and_once(library, bots, db, telegram):
+    bot = bots(library, "webhook", WEBHOOK_SECRET="s3cret", WEBHOOK_URL="http://127.0.0.1:9/webhook")
+    ready = bot.wait_ready()
+    assert ready["mode"] == "webhook" and ready["status"] == "ready"
+    wait_for(lambda: telegram.stats(TOKEN)["webhook_url"] == "http://127.0.0.1:9/webhook", 10, "setWebhook")
+    update = {"update_id": 7001, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"},
+                                             "text": "by hook"}}
+    status, _ = bot.http("POST", "/webhook", update)
+    assert status == 401 and notes(db) == []
+    good = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+    assert bot.http("POST", "/webhook", update, good) == (200, {"ok": True})
+    assert notes(db) == [(7001, "by hook", bot.pid)], "committed before the answer"
+    # Telegram delivers it again (no 2xx seen): answered, not processed again
+    assert bot.http("POST", "/webhook", update, good) == (200, {"ok": True, "duplicate": True})
+    assert notes(db) == [(7001, "by hook", bot.pid)] and replies(telegram) == ["noted: by hook"]
+    # SIGTERM while a request is in flight: it is finished, then the bot exits
+    slow = dict(update, update_id=7002, message=dict(update["message"], text="slow hook"))
+    answer: dict = {}
+    request = threading.Thread(target=lambda: answer.update(r=bot.http("POST", "/webhook", slow, good)))
+    request.start()
+    wait_for(lambda: in_transaction(db, "webhook_bot:webhook"), 10, "the request in flight")
+    bot.proc.send_signal(15)
+    request.join(15)
+    assert answer["r"] == (200, {"ok": True})
+    assert bot.wait(15) == 0, bot.logs()
+    assert [u for u, _, _ in notes(db)] == [7001, 7002]
+
+
+def test_a_missing_database_url_is_a_clear_error(library, bots, db, telegram):
+    bot = bots(library, DATABASE_URL="")
+    assert bot.wait(20) == 2
+    assert "invalid configuration: DATABASE_URL is not set" in bot.logs()

@@ -1,0 +1,1 @@
+"""Two stock aiogram 3 bots that keep notes in PostgreSQL."""

@@ -1,0 +1,150 @@
+"""The two example apps after they adopt the bot kit, deployed v1 -> v2 under load.
+
+examples/ptb-notes (python-telegram-bot 22) and examples/aiogram-notes
+(aiogram 3) are stock apps; examples/botkit-adoption/<app>.patch is the diff
+that makes each a zero-downtime one (the README shows it). Here each app gets
+its patch and the kit's wheel (built from botkit/ of this checkout), then:
+
+* v1 deploys with the app's own tests run in its environment (which now has
+  the kit), readiness from the kit's ``GET /ready`` and the kit's heartbeat
+  table checked by the health check;
+* v2 deploys under webhook load through the proxy and a steady polling feed:
+  the poller is handed over (no overlap, no recreate gap), the webhook bot
+  switched blue/green; no failed request, no update lost, answered twice or
+  409'd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from harness import (
+    PTB_HOOK_TOKEN,
+    PTB_POLL_TOKEN,
+    PYTHON,
+    ROOT,
+    Deployment,
+    add_changelog_entry,
+    failed_tasks,
+    ptb_notes_feed_args,
+    ptb_notes_services,
+    ptb_notes_vars,
+)
+from traffic import PollingFeed, webhook_load, webhook_outcome
+
+pytestmark = pytest.mark.integration
+
+BOTKIT = os.path.join(ROOT, "botkit")
+APPS = {"ptb-notes": "python-telegram-bot", "aiogram-notes": "aiogram"}
+
+
+def deploy_log(d: Deployment) -> str:
+    logs = [p for p in d.logs() if os.path.basename(p).startswith("deploy_")]
+    with open(logs[-1], encoding="utf-8") as fh:
+        return fh.read()
+
+
+def kit_services(app: str) -> list[dict]:
+    """The deploy settings of an app that uses the kit: its poller is a single
+    poller, both bots answer ``GET /ready``."""
+    services = ptb_notes_services(app, single_poller=True, readiness_path="/ready")
+    services[1]["readiness_path"] = "/ready"
+    return services
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> str:
+    """The kit's wheel, built from a copy of botkit/ (a build writes into its tree)."""
+    work = tmp_path_factory.mktemp("botkit")
+    src = os.path.join(work, "src")
+    shutil.copytree(BOTKIT, src, ignore=shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__"))
+    out = os.path.join(work, "wheels")
+    proc = subprocess.run([PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [f for f in os.listdir(out) if f.startswith("fieldservice_botkit-0.1.0-")], os.listdir(out)
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(APPS))
+def adopted(request, tmp_path_factory, wheels):
+    app = request.param
+    d = Deployment.isolated("fs_kit", lambda n: str(tmp_path_factory.mktemp(n)))
+    d.extravars.update(ptb_notes_vars(d.name), app_services=kit_services(d.name),
+                       preflight_app_venv_cache=os.path.join(d.workdir, "venvs"))
+    src = d.extravars["code_sync_source_dir"]
+    shutil.copytree(os.path.join(ROOT, "examples", app), src,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".pytest_cache"))
+    patch = os.path.join(ROOT, "examples", "botkit-adoption", f"{app}.patch")
+    proc = subprocess.run(["patch", "-p1", "--no-backup-if-mismatch", "-i", patch], cwd=src,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.copytree(wheels, os.path.join(src, "wheels"))
+    d.library = APPS[app]
+    yield d
+    d.destroy()
+
+
+def test_v1_deploys_with_the_kits_readiness_and_heartbeat(adopted):
+    r = adopted.run("deploy.yml", skip_tests=False)
+    assert r.rc == 0, failed_tasks(r)
+    log = deploy_log(adopted)
+    release = adopted.current_release()
+    assert "Tests passed: 2 passed" in log, log
+    first = "first start (none of it was serving) (ready: http GET /ready)"
+    assert f"Switched to {release}: polling_bot {first}; webhook_bot {first}" in log, log
+    assert "Health check: PASSED" in log
+    # the kit made its tables itself (the app's migration has only its notes)
+    tables = adopted.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
+                          "WHERE schemaname = 'public'")
+    assert tables == "alembic_version,botkit_offsets,botkit_webhook_updates,heartbeats,notes"
+    beats = adopted.psql("SELECT service, release, state FROM heartbeats ORDER BY service")
+    assert beats.splitlines() == [f"polling_bot|{release}|polling", f"webhook_bot|{release}|webhook"]
+    logs = subprocess.run(["docker", "logs", f"{adopted.name}_polling_bot_{release}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    assert f"({adopted.library} polling, release {release}" in logs, logs
+
+
+def test_v2_under_traffic_hands_the_poller_over_and_loses_nothing(adopted):
+    src = adopted.extravars["code_sync_source_dir"]
+    with open(os.path.join(src, "notes", "bot.py"), "a", encoding="utf-8") as fh:
+        fh.write("\n\nVERSION = 2\n")
+    add_changelog_entry(src, "1.1.0", "2026-12-02")
+    before = adopted.current_release()
+    feed = PollingFeed(adopted, PTB_POLL_TOKEN, "polling_bot", interval=0.1, **ptb_notes_feed_args()).start()
+    load = webhook_load(adopted, 20, service="webhook_bot").start()
+    try:
+        r = adopted.run("deploy.yml")
+    finally:
+        samples = load.stop()
+        feed.stop()
+    assert r.rc == 0, failed_tasks(r)
+    release = adopted.current_release()
+    assert release != before
+    polling = feed.measure()
+    webhook = webhook_outcome(adopted, samples, service="webhook_bot", table="notes", service_column="bot")
+    print(f"\n{adopted.library} app with the kit, v1 -> v2: polling {polling}; webhook {webhook}")
+    log = deploy_log(adopted)
+    assert f"Switched to {release}: polling_bot handoff, no overlap (ready: http GET /ready); " \
+           "webhook_bot blue/green behind the proxy (ready: http GET /ready)" in log, log
+    assert "Health check: PASSED" in log
+    assert webhook["requests_sent"] > 50, webhook
+    assert webhook["requests_failed"] == 0 and webhook["answered_not_stored"] == 0, webhook
+    assert polling["updates_sent"] > 20, polling
+    assert polling["updates_lost"] == 0 and polling["updates_unanswered"] == 0, polling
+    assert polling["updates_duplicated"] == 0 and polling["conflicts_409"] == 0, polling
+    dup = adopted.psql("SELECT count(*) FROM (SELECT update_id, bot FROM notes GROUP BY 1, 2 "
+                       "HAVING count(*) > 1) d")
+    assert dup == "0"
+    # the old poller handed over to the new one: both processed part of the feed
+    pollers = adopted.psql("SELECT string_agg(DISTINCT release, ',' ORDER BY release) FROM notes "
+                           "WHERE bot = 'polling_bot' AND body LIKE 'feed-%'")
+    assert pollers == ",".join(sorted([before, release]))
+    beats = adopted.psql("SELECT service, release FROM heartbeats ORDER BY service")
+    assert beats.splitlines() == [f"polling_bot|{release}", f"webhook_bot|{release}"]
+    # both hooks' tokens stayed on one webhook: the poller never saw a webhook
+    stats = adopted.telegram("GET", f"/_control/{PTB_HOOK_TOKEN}/stats")["result"]
+    assert stats["webhook_url"].endswith("/webhook_bot/webhook")
