@@ -58,6 +58,21 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             ("longest pause between two processed updates", f"{ph['max_gap_s']} s", "< 1 s",
              yes(ph["max_gap_s"] is not None and ph["max_gap_s"] < 1), cmd),
         ]
+    ba = load("bot_apps")
+    if ba:
+        cmd = "`bench/bot_apps.py`"
+        for app, r in ba["apps"].items():
+            t, gaps = r["totals"], ""
+            if r.get("recreate_gap_s_median") is not None:
+                gaps = f", recreate gap {r['recreate_gap_s_median']} s"
+            out.append((
+                f"{app} ({r['library']}) v1 → v2 at {ba['rate_rps']:g} req/s: updates sent / lost / "
+                "duplicated / 409, webhooks failed / answered but not stored, longest pause",
+                f"{t['updates_sent']} / {t['updates_lost']} / {t['updates_duplicated']} / "
+                f"{t['conflicts_409']}, "
+                f"{t['webhook_failed']} / {t['answered_not_stored']} of {t['webhook_requests']}, "
+                f"{r['max_gap_s_median']} s{gaps}",
+                "— / 0 / 0 / 0, 0 / 0", yes(bool(r["goal_met"])), cmd))
     dt = load("deploy_times")
     if dt:
         cmd = f"`bench/deploy_times.py --rounds {dt['rounds']}`"

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -66,6 +67,37 @@ def cache_key(files: dict, extra_packages: list, base_version: str, pip_args: li
     h.update(b"pip\0" + json.dumps(list(pip_args)).encode())
     h.update(b"python\0" + base_version.encode())
     return h.hexdigest()[:20]
+
+
+_INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint|-f|--find-links)(?:\s+|=)(\S+)")
+
+
+def requirement_inputs(path: str, names: list) -> dict:
+    """{name: bytes} of the requirements files found under ``path`` and of
+    what they bring in: the files their ``-r``/``-c`` lines include (relative
+    to the including file, recursively) and the files of a local
+    ``--find-links`` folder (a wheel rebuilt under the same name changes the
+    key too). Remote URLs are left out."""
+    out: dict = {}
+    todo = [os.path.join(path, n) for n in names]
+    while todo:
+        full = todo.pop(0)
+        rel = os.path.relpath(full, path)
+        if rel in out or not os.path.isfile(full):
+            continue
+        with open(full, "rb") as fh:
+            out[rel] = fh.read()
+        for line in out[rel].decode("utf-8", "replace").splitlines():
+            match = _INCLUDE.match(line)
+            if not match or "://" in match.group(2):
+                continue
+            target = os.path.join(os.path.dirname(full), match.group(2))
+            if match.group(1) in ("-f", "--find-links"):
+                if os.path.isdir(target):
+                    todo.extend(os.path.join(target, n) for n in sorted(os.listdir(target)))
+            else:
+                todo.append(target)
+    return out
 
 
 def _venv_python(venv: str) -> str:
@@ -119,12 +151,9 @@ def resolve(params: dict, clock=time.monotonic) -> dict:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             out.update(python=candidate, source="venv", venv=os.path.join(path, name))
             return out
-    files = {}
-    for name in params.get("requirements") or []:
-        full = os.path.join(path, name)
-        if os.path.isfile(full):
-            with open(full, "rb") as fh:
-                files[name] = fh.read()
+    wanted = list(params.get("requirements") or [])
+    inputs = requirement_inputs(path, wanted)
+    files = [n for n in wanted if n in inputs]  # what pip is given; the key has all the inputs
     if not files:
         looked = ", ".join((params.get("venv_dirs") or [".venv"]) + list(params.get("requirements") or []))
         raise AppEnvError(
@@ -134,7 +163,7 @@ def resolve(params: dict, clock=time.monotonic) -> dict:
     base = params.get("base_python") or "python3"
     extras = list(params.get("extra_packages") or [])
     pip_args = list(params.get("pip_args") or [])
-    key = cache_key(files, extras, _python_version(base), pip_args)
+    key = cache_key(inputs, extras, _python_version(base), pip_args)
     cache = os.path.expanduser(params.get("cache_dir") or "~/.cache/fieldservice-deploy/app-venvs")
     os.makedirs(cache, mode=0o700, exist_ok=True)
     venv = os.path.join(cache, key)

@@ -38,6 +38,8 @@ POLLING = re.compile(r"\.(run_polling|start_polling)\(")
 WEBHOOK = re.compile(r"\.run_webhook\(|SimpleRequestHandler|setup_application\(")
 PTB = re.compile(r"^\s*(from|import)\s+telegram(\.|\s|$)", re.M)
 AIOGRAM = re.compile(r"^\s*(from|import)\s+aiogram(\.|\s|$)", re.M)
+# an entry point run by the bot kit (botkit/): single poller, GET /ready
+BOTKIT = re.compile(r"^\s*(from|import)\s+fieldservice_botkit(\.|\s|$)", re.M)
 ENV_READ = re.compile(r"""(?:environ\s*\[\s*|environ\.get\(\s*|getenv\(\s*)["']([A-Z][A-Z0-9_]*)["']""")
 TOKEN_LITERAL = re.compile(r"""(?:\.token\(|Bot\(\s*(?:token\s*=\s*)?)\s*["']([^"']+)["']""")
 API_BASE = re.compile(r"base_url\(|TelegramAPIServer|TELEGRAM_API_BASE")
@@ -141,7 +143,7 @@ def inspect_file(root: str, rel: str, text: str) -> dict:
                       f"TELEGRAM_API_BASE so the local deploy can use the stand-in, {how}",
         })
     port = PORT_ARG.search(text)
-    return {"mode": mode, "library": lib, "token_var": token_var,
+    return {"mode": mode, "library": lib, "token_var": token_var, "kit": bool(BOTKIT.search(text)),
             "port": int(port.group(1)) if port else 8080, "port_guessed": port is None,
             "reads": sorted(set(ENV_READ.findall(package_text))), "edits": edits}
 
@@ -180,7 +182,7 @@ def find_services(root: str) -> tuple[list[dict], str]:
     for svc in found:
         text = _read(os.path.join(root, svc["file"])) if svc["file"] else ""
         svc.update(inspect_file(root, svc["file"], text) if svc["file"] else
-                   {"mode": "polling", "library": "", "token_var": "BOT_TOKEN", "port": 8080,
+                   {"mode": "polling", "library": "", "token_var": "BOT_TOKEN", "kit": False, "port": 8080,
                     "port_guessed": True, "reads": [], "edits": []})
         if svc["name"] in seen:  # two entry points with one name
             seen[svc["name"]] += 1
@@ -227,8 +229,14 @@ def _services_yaml(app: dict) -> list[str]:
         lines.append(f"    command: [{', '.join(_q(a) for a in svc['command'])}]")
         why = {"polling": "recreate: stop, then start (no single-poller guarantee declared)",
                "webhook": f"blue/green behind the proxy at /{svc['name']}/"}[svc["mode"]]
+        if svc["kit"] and svc["mode"] == "polling":
+            why = "handoff, no overlap: the bot kit holds the poller lock"
         guessed = "" if svc["file"] else f"  {MARK} polling or webhook (not found in the code)"
         lines.append(f"    mode: {svc['mode']}  # {why}{guessed}")
+        if svc["kit"]:
+            if svc["mode"] == "polling":
+                lines.append("    single_poller: true")
+            lines.append("    readiness_path: /ready  # the bot kit's endpoint")
         if svc["mode"] == "webhook":
             port_note = f"  {MARK} the port its webhook server listens on" if svc["port_guessed"] else ""
             lines.append(f"    port: {svc['port']}{port_note}")

@@ -82,6 +82,48 @@ def ptb_notes_feed_args() -> dict:
     }
 
 
+# The bot kit (botkit/) and the examples' adoption patches: an example app as
+# it is after the README's adoption diff, and the deploy settings that go
+# with it.
+BOTKIT_DIR = os.path.join(ROOT, "botkit")
+EXAMPLE_LIBRARIES = {"ptb-notes": "python-telegram-bot", "aiogram-notes": "aiogram"}
+
+
+def build_botkit_wheel(work: str) -> str:
+    """The kit's wheel in ``<work>/wheels``, built from a copy of botkit/ (a build writes into its tree)."""
+    src = os.path.join(work, "botkit-src")
+    shutil.copytree(BOTKIT_DIR, src,
+                    ignore=shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__"))
+    out = os.path.join(work, "wheels")
+    proc = subprocess.run([PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip wheel {src} failed: {proc.stdout}{proc.stderr}")
+    return out
+
+
+def example_source(app: str, dest: str, wheels: str | None = None) -> str:
+    """examples/<app> copied to dest; with ``wheels``, after its adoption patch, with the kit's wheel."""
+    shutil.copytree(os.path.join(ROOT, "examples", app), dest,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".pytest_cache"))
+    if wheels is not None:
+        patch = os.path.join(ROOT, "examples", "botkit-adoption", f"{app}.patch")
+        proc = subprocess.run(["patch", "-p1", "--no-backup-if-mismatch", "-i", patch], cwd=dest,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{patch} does not apply: {proc.stdout}{proc.stderr}")
+        shutil.copytree(wheels, os.path.join(dest, "wheels"))
+    return dest
+
+
+def kit_services(app: str) -> list[dict]:
+    """The notes apps' services once they run under the kit: the poller is a
+    single poller, both bots answer ``GET /ready``."""
+    services = ptb_notes_services(app, single_poller=True, readiness_path="/ready")
+    services[1]["readiness_path"] = "/ready"
+    return services
+
+
 def add_changelog_entry(src: str, version: str, date: str = "2026-03-01") -> None:
     """Put a new top entry into the source's CHANGELOG.md (a release needs one)."""
     path = os.path.join(src, "CHANGELOG.md")

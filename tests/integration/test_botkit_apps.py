@@ -17,28 +17,25 @@ its patch and the kit's wheel (built from botkit/ of this checkout), then:
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 from harness import (
+    EXAMPLE_LIBRARIES,
     PTB_HOOK_TOKEN,
     PTB_POLL_TOKEN,
-    PYTHON,
-    ROOT,
     Deployment,
     add_changelog_entry,
+    build_botkit_wheel,
+    example_source,
     failed_tasks,
+    kit_services,
     ptb_notes_feed_args,
-    ptb_notes_services,
     ptb_notes_vars,
 )
 from traffic import PollingFeed, webhook_load, webhook_outcome
 
 pytestmark = pytest.mark.integration
-
-BOTKIT = os.path.join(ROOT, "botkit")
-APPS = {"ptb-notes": "python-telegram-bot", "aiogram-notes": "aiogram"}
 
 
 def deploy_log(d: Deployment) -> str:
@@ -47,43 +44,21 @@ def deploy_log(d: Deployment) -> str:
         return fh.read()
 
 
-def kit_services(app: str) -> list[dict]:
-    """The deploy settings of an app that uses the kit: its poller is a single
-    poller, both bots answer ``GET /ready``."""
-    services = ptb_notes_services(app, single_poller=True, readiness_path="/ready")
-    services[1]["readiness_path"] = "/ready"
-    return services
-
-
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> str:
-    """The kit's wheel, built from a copy of botkit/ (a build writes into its tree)."""
-    work = tmp_path_factory.mktemp("botkit")
-    src = os.path.join(work, "src")
-    shutil.copytree(BOTKIT, src, ignore=shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__"))
-    out = os.path.join(work, "wheels")
-    proc = subprocess.run([PYTHON, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = build_botkit_wheel(str(tmp_path_factory.mktemp("botkit")))
     assert [f for f in os.listdir(out) if f.startswith("fieldservice_botkit-0.1.0-")], os.listdir(out)
     return out
 
 
-@pytest.fixture(scope="module", params=sorted(APPS))
+@pytest.fixture(scope="module", params=sorted(EXAMPLE_LIBRARIES))
 def adopted(request, tmp_path_factory, wheels):
     app = request.param
     d = Deployment.isolated("fs_kit", lambda n: str(tmp_path_factory.mktemp(n)))
     d.extravars.update(ptb_notes_vars(d.name), app_services=kit_services(d.name),
                        preflight_app_venv_cache=os.path.join(d.workdir, "venvs"))
-    src = d.extravars["code_sync_source_dir"]
-    shutil.copytree(os.path.join(ROOT, "examples", app), src,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".pytest_cache"))
-    patch = os.path.join(ROOT, "examples", "botkit-adoption", f"{app}.patch")
-    proc = subprocess.run(["patch", "-p1", "--no-backup-if-mismatch", "-i", patch], cwd=src,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    shutil.copytree(wheels, os.path.join(src, "wheels"))
-    d.library = APPS[app]
+    example_source(app, d.extravars["code_sync_source_dir"], wheels)
+    d.library = EXAMPLE_LIBRARIES[app]
     yield d
     d.destroy()
 

@@ -134,3 +134,36 @@ def test_a_build_waits_for_another_runs_lock(tmp_path):
         holder.wait()
     assert again["built"] is False
     assert waited >= 1.0, waited
+
+
+def test_what_a_requirements_file_brings_in_is_part_of_the_key(tmp_path):
+    # -r / -c includes (relative to the including file) and a local
+    # --find-links folder, as the bot kit's adoption uses (wheels/)
+    (tmp_path / "reqs").mkdir()
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "requirements.txt").write_text("-r reqs/base.txt\n--find-links wheels\nkit==0.1.0\n"
+                                               "-f https://example.org/simple\n")
+    (tmp_path / "reqs" / "base.txt").write_text("-c pins.txt\npsycopg\n")
+    (tmp_path / "reqs" / "pins.txt").write_text("psycopg==3.3.9\n")
+    (tmp_path / "wheels" / "kit-0.1.0-py3-none-any.whl").write_bytes(b"one")
+    got = app_env.requirement_inputs(str(tmp_path), ["requirements.txt", "requirements-dev.txt"])
+    assert sorted(got) == ["reqs/base.txt", "reqs/pins.txt", "requirements.txt",
+                           "wheels/kit-0.1.0-py3-none-any.whl"]
+
+    def key_now() -> str:
+        inputs = app_env.requirement_inputs(str(tmp_path), ["requirements.txt"])
+        return app_env.cache_key(inputs, [], "3.11", [])
+
+    key = key_now()
+    assert key == app_env.cache_key(got, [], "3.11", [])
+    # the same wheel name rebuilt, a changed pin: other keys
+    (tmp_path / "wheels" / "kit-0.1.0-py3-none-any.whl").write_bytes(b"two")
+    rebuilt = key_now()
+    (tmp_path / "reqs" / "pins.txt").write_text("psycopg==3.3.8\n")
+    repinned = key_now()
+    assert len({key, rebuilt, repinned}) == 3
+    # a plain requirements file keys as before (caches made earlier stay valid)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "requirements.txt").write_text("x==1\n")
+    assert app_env.requirement_inputs(str(plain), ["requirements.txt"]) == {"requirements.txt": b"x==1\n"}

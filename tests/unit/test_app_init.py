@@ -169,3 +169,27 @@ def test_an_app_without_a_bot_is_refused_with_what_to_write(tmp_path):
 @pytest.mark.parametrize("name,expected", [("my-bot", "my_bot"), ("123", "app_123"), ("Bot.App", "bot_app")])
 def test_names_become_identifiers(name, expected):
     assert app_init.identifier(name) == expected
+
+
+def test_bots_run_by_the_kit_get_the_handoff_and_its_readiness_path(tmp_path):
+    # the example apps after their adoption patch
+    kit_poller = ('from fieldservice_botkit import ptb as botkit\nfrom telegram.ext import Application\n'
+                  'import os\n\ndef main():\n    app = Application.builder().token(os.environ["BOT_TOKEN"])'
+                  '.base_url(os.environ["TELEGRAM_API_BASE"] + "/bot").build()\n'
+                  '    botkit.run_polling(app)\n')
+    kit_hook = ('from fieldservice_botkit import aiogram as botkit\nfrom aiogram import Bot, Dispatcher\n'
+                'import os\n\ndef main():\n'
+                '    botkit.run_webhook(Dispatcher(), Bot(os.environ["BOT_TOKEN"]), port=8080)\n')
+    write(tmp_path, {"bots/poller.py": kit_poller, "bots/hook.py": kit_hook, "bots/__init__.py": "",
+                     "requirements.txt": "x\n"})
+    app_init.run({"app_dir": str(tmp_path)})
+    shared = yaml.safe_load(read(tmp_path, "deploy/inventory/production/group_vars/all/app.yml"))
+    by_name = {s["name"]: services.resolve(s) for s in shared["app_services"]}
+    assert by_name["poller"]["strategy"] == "handoff" and by_name["poller"]["readiness_path"] == "/ready"
+    assert by_name["hook"]["strategy"] == "blue_green" and by_name["hook"]["readiness_path"] == "/ready"
+    # a stock poller beside them keeps recreate (the control)
+    write(tmp_path / "stock", {"bot.py": PTB_QUICK_START})
+    app_init.run({"app_dir": str(tmp_path / "stock")})
+    stock = yaml.safe_load(read(tmp_path / "stock", "deploy/inventory/production/group_vars/all/app.yml"))
+    assert services.resolve(stock["app_services"][0])["strategy"] == "recreate"
+    assert "readiness_path" not in stock["app_services"][0]

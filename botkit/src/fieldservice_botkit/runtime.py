@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -115,7 +115,6 @@ class Settings:
     shutdown_timeout: float = 8.0
     heartbeat_table: str = "heartbeats"
     db_pool: int = 4
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, service: str | None = None, port: int | None = None) -> Settings:
@@ -181,7 +180,6 @@ class Runtime:
         self.holding_lock = False
         self.last_poll_ok: float | None = None
         self.db_ok_at: float | None = None
-        self.in_hand = 0
         self.http = HttpServer(self._http, listen, settings.port)
         self.pool = store.Pool(settings.database_url, f"{settings.service}:webhook", settings.db_pool)
         self._monitor_conn: psycopg.AsyncConnection | None = None
@@ -489,32 +487,27 @@ class Runtime:
     async def _process_polled(self, conn: psycopg.AsyncConnection, update_id: int, update: Any) -> None:
         """The handler's writes and the next offset in one transaction on the lock's connection."""
         bot = self.adapter.bot_id
-        self.in_hand += 1
+        error: BaseException | None = None
         try:
-            error: BaseException | None = None
-            try:
-                async with conn.transaction():
-                    error = await self._handle(conn, update_id, update)
-                    if error is not None:
-                        raise _RollBack
-                    await store.save_offset(conn, bot, update_id + 1)
-                return
-            except _RollBack:
-                pass
-            except psycopg.Error as exc:
-                if not store.usable(conn):
-                    raise LockLost(str(exc).strip()) from exc
-                error = exc
-            log.error("update %d: the handler failed, its database writes were rolled back and the update "
-                      "is skipped: %s: %s", update_id, type(error).__name__, error,
-                      exc_info=self._trace(error))
-            try:
-                async with conn.transaction():
-                    await store.save_offset(conn, bot, update_id + 1)
-            except psycopg.Error as exc:
+            async with conn.transaction():
+                error = await self._handle(conn, update_id, update)
+                if error is not None:
+                    raise _RollBack
+                await store.save_offset(conn, bot, update_id + 1)
+            return
+        except _RollBack:
+            pass
+        except psycopg.Error as exc:
+            if not store.usable(conn):
                 raise LockLost(str(exc).strip()) from exc
-        finally:
-            self.in_hand -= 1
+            error = exc
+        log.error("update %d: the handler failed, its database writes were rolled back and the update "
+                  "is skipped: %s: %s", update_id, type(error).__name__, error, exc_info=self._trace(error))
+        try:
+            async with conn.transaction():
+                await store.save_offset(conn, bot, update_id + 1)
+        except psycopg.Error as exc:
+            raise LockLost(str(exc).strip()) from exc
 
     # -- HTTP ----------------------------------------------------------------------------------
     async def _http(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
@@ -546,7 +539,6 @@ class Runtime:
         except psycopg.Error as exc:
             log.error("webhook: database unreachable: %s", str(exc).strip())
             return 503, {"ok": False, "error": "database unreachable"}
-        self.in_hand += 1
         error: BaseException | None = None
         try:
             async with conn.transaction():
@@ -566,7 +558,6 @@ class Runtime:
                       str(exc).strip())
             return 503, {"ok": False, "error": "database error"}
         finally:
-            self.in_hand -= 1
             await self.pool.put(conn)
 
 
