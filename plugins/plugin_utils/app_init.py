@@ -54,10 +54,14 @@ class InitError(Exception):
     """The app cannot be read (the message says what is missing)."""
 
 
+YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
 def identifier(text: str, fallback: str = "app") -> str:
     """A name usable as app_name / a service name (letters, digits, _)."""
     name = IDENT.sub("_", text).strip("_").lower()
-    if not name or not name[0].isalpha():
+    # a leading digit, or a word YAML reads as a boolean or null (a service "on")
+    if not name or not name[0].isalpha() or name in YAML_WORDS:
         name = f"{fallback}_{name}" if name else fallback
     return name
 
@@ -151,11 +155,19 @@ def inspect_file(root: str, rel: str, text: str) -> dict:
 def procfile_services(root: str) -> list[dict]:
     text = _read(os.path.join(root, "Procfile"))
     out = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         name, sep, command = line.partition(":")
         if not sep or not name.strip() or line.lstrip().startswith("#"):
             continue
-        argv = shlex.split(command)
+        if name.strip() == "release":  # Heroku's release phase: migrations, not a service
+            continue
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InitError(f"Procfile line {number}: {exc} in {command.strip()!r}; fix the quoting "
+                            f"and run init again (see {DOCS})") from None
+        if not argv:
+            continue
         out.append({"name": identifier(name.strip(), "bot"), "command": argv, "file": ""})
         if len(argv) >= 3 and argv[1] == "-m":
             rel = argv[2].replace(".", os.sep) + ".py"

@@ -193,3 +193,16 @@ def test_bots_run_by_the_kit_get_the_handoff_and_its_readiness_path(tmp_path):
     stock = yaml.safe_load(read(tmp_path / "stock", "deploy/inventory/production/group_vars/all/app.yml"))
     assert services.resolve(stock["app_services"][0])["strategy"] == "recreate"
     assert "readiness_path" not in stock["app_services"][0]
+
+
+def test_a_procfile_release_line_is_no_service_and_bad_quoting_is_named(tmp_path):
+    write(tmp_path, {"Procfile": "release: alembic upgrade head\non: python bot.py\n",
+                     "bot.py": "print(1)\n"})
+    result = app_init.run({"app_dir": str(tmp_path)})
+    assert [s["name"] for s in result["services"]] == ["bot_on"], "not the YAML boolean 'on'"
+    shared = yaml.safe_load(read(tmp_path, "deploy/inventory/production/group_vars/all/app.yml"))
+    assert [s["name"] for s in shared["app_services"]] == ["bot_on"]
+    bad = tmp_path / "bad"
+    write(bad, {"Procfile": "bot: python -c 'print(1)\n"})
+    result = app_init.run({"app_dir": str(bad)})
+    assert result["failed"] and "Procfile line 1: No closing quotation" in result["msg"], result
