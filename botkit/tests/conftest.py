@@ -68,6 +68,8 @@ def db(pg: PgCluster) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kit_notes (id bigserial PRIMARY KEY, update_id bigint NOT NULL, "
                      "body text NOT NULL, pid integer NOT NULL)")
+        conn.execute("CREATE TABLE kit_events (id bigserial PRIMARY KEY, pid integer NOT NULL, "
+                     "event text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
     return url
 
 

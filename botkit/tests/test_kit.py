@@ -29,6 +29,16 @@ def in_transaction(db: str, connection: str = "polling_bot:poller") -> bool:
     return rows[0][0] > 0
 
 
+def events(db: str) -> list[tuple[int, str]]:
+    return query(db, "SELECT pid, event FROM kit_events ORDER BY id")
+
+
+def terminate(db: str, connection: str) -> int:
+    """Kill a connection of the kit on the server side (a database restart, an idle-session kill)."""
+    return query(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     "WHERE application_name = %s", (connection,))[0][0]
+
+
 def beat_age(db: str) -> float:
     return float(query(db, "SELECT extract(epoch FROM now() - beat_at) FROM heartbeats")[0][0])
 
@@ -57,6 +67,8 @@ def test_the_handoff_under_a_steady_feed_loses_and_repeats_nothing(library, bots
         assert standby["status"] == "ready (standby)" and standby["polling"] is False, standby
         new.wait_log("standby: waiting for the poller lock")
         time.sleep(0.5)
+        # a standby has not started the library (no persistence loaded, no jobs, no startup hooks)
+        assert events(db) == [(old.pid, "library started")]
         assert old.terminate() == 0, old.logs()
         new.wait_log("acquired the poller lock")
         time.sleep(1.0)
@@ -74,6 +86,9 @@ def test_the_handoff_under_a_steady_feed_loses_and_repeats_nothing(library, bots
     assert stats["conflicts_409"] == 0 and stats["webhook_conflicts_409"] == 0, stats
     assert "stopped polling; offset" in old.logs() and "released the poller lock" in old.logs()
     assert query(db, "SELECT next_offset FROM botkit_offsets") == [(max(sent) + 1,)]
+    # the old library stopped (persistence flushed) before the new one started
+    assert events(db) == [(old.pid, "library started"), (old.pid, "library stopped"),
+                          (new.pid, "library started")]
 
 
 def test_a_killed_poller_commits_nothing_of_the_update_in_hand(library, bots, db, telegram):
@@ -139,6 +154,57 @@ def test_a_handlers_exception_rolls_its_writes_back_and_skips_the_update(library
     assert query(db, "SELECT next_offset FROM botkit_offsets") == [(after + 1,)]
     bot.wait_log(f"update {boom}: the handler failed, its database writes were rolled back")
     assert "RuntimeError: boom in 'boom three'" in bot.logs()
+    # the app's own error handler ran (PTB: it stops the others; aiogram: it handles the error),
+    # and still nothing of the update committed
+    assert (bot.pid, "app error handler: boom in 'boom three'") in events(db)
+
+
+def test_a_lost_lock_stops_polling_commits_nothing_and_exits_for_a_restart(library, bots, db, telegram):
+    first = bots(library)
+    first.wait_ready()
+    first.wait_log("acquired the poller lock")
+    [slow] = telegram.queue_updates(TOKEN, [{"text": "slow lock"}])
+    wait_for(lambda: in_transaction(db), 10, "the handler running")
+    assert terminate(db, "polling_bot:poller") == 1
+    assert first.wait(20) == 1, first.logs()
+    assert "lost the poller lock's connection" in first.logs()
+    assert notes(db) == []
+    second = bots(library)
+    second.wait_ready()
+    wait_for(lambda: notes(db), 15, "the update processed by the next poller")
+    assert notes(db) == [(slow, "slow lock", second.pid)]
+
+
+def test_an_update_that_outlives_the_shutdown_timeout_is_cancelled_not_committed(library, bots, db, telegram):
+    first = bots(library, BOTKIT_SHUTDOWN_TIMEOUT="1.5")
+    first.wait_ready()
+    [hang] = telegram.queue_updates(TOKEN, [{"text": "hang forever"}, ])
+    wait_for(lambda: in_transaction(db), 10, "the handler running")
+    started = time.monotonic()
+    first.proc.send_signal(15)
+    assert first.wait(20) == 1, first.logs()
+    assert time.monotonic() - started < 6
+    assert "did not finish within 1.5s of the stop: cancelled, nothing of it committed" in first.logs()
+    assert notes(db) == [] and query(db, "SELECT count(*) FROM botkit_offsets")[0][0] == 0
+    assert telegram.stats(TOKEN)["pending_ids"] == [hang], "Telegram still has it for the next poller"
+
+
+def test_an_offset_the_bot_api_ignores_is_not_a_deaf_bot(library, bots, db, telegram):
+    # the stored offset is past every update the Bot API has (its ids restarted,
+    # another Bot API server, a restored database): it answers from its queue
+    first = bots(library)
+    first.wait_ready()
+    first.wait_log("polling from offset 0")
+    assert first.terminate() == 0
+    query(db, "INSERT INTO botkit_offsets (bot_id, next_offset) VALUES (400001, 90000) "
+              "ON CONFLICT (bot_id) DO UPDATE SET next_offset = 90000")
+    [fresh] = telegram.queue_updates(TOKEN, [{"text": "after a restart"}])
+    second = bots(library)
+    second.wait_ready()
+    wait_for(lambda: notes(db), 15, "the update processed")
+    assert notes(db) == [(fresh, "after a restart", second.pid)]
+    second.wait_log(f"the Bot API ignored offset 90000 and answered from update {fresh}")
+    assert telegram.stats(TOKEN)["offsets_ignored"] >= 1
 
 
 def test_the_heartbeat_means_polling(library, bots, db, telegram):
@@ -189,6 +255,24 @@ def test_the_webhook_is_guarded_answered_after_commit_and_once(library, bots, db
     assert answer["r"] == (200, {"ok": True})
     assert bot.wait(15) == 0, bot.logs()
     assert [u for u, _, _ in notes(db)] == [7001, 7002]
+
+
+def test_a_webhook_update_whose_connection_dies_is_answered_503_and_retried(library, bots, db, telegram):
+    bot = bots(library, "webhook")
+    bot.wait_ready()
+    update = {"update_id": 7101, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"},
+                                             "text": "slow and lost"}}
+    answer: dict = {}
+    request = threading.Thread(target=lambda: answer.update(r=bot.http("POST", "/webhook", update)))
+    request.start()
+    wait_for(lambda: in_transaction(db, "webhook_bot:webhook"), 10, "the request in flight")
+    assert terminate(db, "webhook_bot:webhook") == 1
+    request.join(15)
+    assert answer["r"][0] == 503, answer
+    assert notes(db) == []
+    # Telegram delivers it again: processed once
+    assert bot.http("POST", "/webhook", update) == (200, {"ok": True})
+    assert [u for u, _, _ in notes(db)] == [7101]
 
 
 def test_a_missing_database_url_is_a_clear_error(library, bots, db, telegram):

@@ -88,6 +88,9 @@ def installed(tmp_path_factory):
     for left_out in ("tests", "examples", "molecule", "bench", "scripts", "ansible.cfg",
                      "playbooks/collections"):
         assert not (path / left_out).exists(), left_out
+    # the bot kit ships (without its tests), so an app can build its wheel from here
+    assert (path / "botkit" / "pyproject.toml").is_file() and (path / "botkit" / "src").is_dir()
+    assert not (path / "botkit" / "tests").exists()
     return {"root": str(target), "path": str(path), "tarball": tarball}
 
 

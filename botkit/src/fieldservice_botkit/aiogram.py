@@ -36,23 +36,40 @@ _UNSET: Any = object()
 class AiogramAdapter(runtime.Adapter):
     library = "aiogram"
 
-    def __init__(self, dp: Dispatcher, bot: Bot, allowed_updates: Any, close_bot_session: bool) -> None:
+    def __init__(self, dp: Dispatcher, bot: Bot, allowed_updates: Any, close_bot_session: bool,
+                 data: dict[str, Any]) -> None:
         self.dp, self.bot = dp, bot
         self.allowed_updates = dp.resolve_used_update_types() if allowed_updates is _UNSET \
             else allowed_updates
         self.bot_id = bot.id
         self.close_bot_session = close_bot_session
-        self.workflow = {"dispatcher": dp, "bots": [bot], **dp.workflow_data}
+        # what start_polling(dp, bot, **kwargs) gives handlers and startup hooks
+        self.workflow = {"dispatcher": dp, "bots": [bot], **dp.workflow_data, **data}
+        self.workflow.pop("bot", None)
+        # inside aiogram's ErrorsMiddleware (registered first): sees a handler's exception even when
+        # an @dp.errors() handler then handles it, so that its writes are rolled back
+        dp.update.outer_middleware(self._mark_failed)
+
+    @staticmethod
+    async def _mark_failed(handler: Any, event: Any, data: dict[str, Any]) -> Any:
+        try:
+            return await handler(event, data)
+        except Exception as exc:
+            runtime.mark_failed(exc)
+            raise
+
+    async def check(self) -> None:
+        await self.bot.me()
+
+    async def close(self) -> None:
+        if self.close_bot_session:
+            await self.bot.session.close()
 
     async def start(self) -> None:
         await self.dp.emit_startup(bot=self.bot, **self.workflow)
 
     async def stop(self) -> None:
-        try:
-            await self.dp.emit_shutdown(bot=self.bot, **self.workflow)
-        finally:
-            if self.close_bot_session:
-                await self.bot.session.close()
+        await self.dp.emit_shutdown(bot=self.bot, **self.workflow)
 
     async def get_updates(self, offset: int, timeout: float, limit: int = 100) -> list[tuple[int, Any]]:
         try:
@@ -68,7 +85,7 @@ class AiogramAdapter(runtime.Adapter):
         return update.update_id, update
 
     async def process(self, update: Any) -> None:
-        response = await self.dp.feed_update(self.bot, update, bots=[self.bot])
+        response = await self.dp.feed_update(self.bot, update, **self.workflow)
         if isinstance(response, TelegramMethod):
             await self.bot(response)
 
@@ -79,36 +96,49 @@ class AiogramAdapter(runtime.Adapter):
         await self.bot.set_webhook(url=url, secret_token=secret_token, allowed_updates=self.allowed_updates)
 
 
+# aiogram's polling options that have no meaning under the kit (it polls one update at a
+# time, with BOTKIT_POLL_TIMEOUT, and handles SIGTERM/SIGINT itself); any other keyword
+# argument is workflow data for the handlers, as with dp.start_polling(bot, db=pool)
+POLLING_OPTIONS = {"polling_timeout", "handle_as_tasks", "backoff_config", "handle_signals",
+                   "tasks_concurrency_limit"}
+
+
+def _data(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in POLLING_OPTIONS}
+
+
 def run_polling(dp: Dispatcher, bot: Bot, *, allowed_updates: Any = _UNSET, service: str | None = None,
-                close_bot_session: bool = True, **ignored: Any) -> None:
+                close_bot_session: bool = True, **kwargs: Any) -> None:
     """``dp.run_polling(bot)`` under the kit: one poller at a time, handoff on SIGTERM.
 
-    ``polling_timeout``, ``handle_as_tasks``, ``backoff_config`` and
-    ``handle_signals`` of aiogram's are accepted and not used (the kit's are
-    ``BOTKIT_POLL_TIMEOUT``, one update at a time, SIGTERM/SIGINT). Exits the
+    ``polling_timeout``, ``handle_as_tasks``, ``backoff_config``,
+    ``handle_signals`` and ``tasks_concurrency_limit`` are accepted and not used;
+    other keyword arguments reach the handlers, as aiogram's do. Exits the
     process with the runtime's exit code.
     """
-    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session),
+    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session, _data(kwargs)),
                          "polling", service))
 
 
 async def start_polling(dp: Dispatcher, bot: Bot, *, allowed_updates: Any = _UNSET,
-                        service: str | None = None, close_bot_session: bool = True, **ignored: Any) -> None:
+                        service: str | None = None, close_bot_session: bool = True, **kwargs: Any) -> None:
     """``await dp.start_polling(bot)`` under the kit, in the running event loop (as
     :func:`run_polling`; a failure raises ``SystemExit`` with the exit code)."""
     runtime.exit_on_failure(await runtime.serve(
-        lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session), "polling", service))
+        lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session, _data(kwargs)),
+        "polling", service))
 
 
 def run_webhook(dp: Dispatcher, bot: Bot, *, host: str = "0.0.0.0", port: int = 8080, path: str = "/webhook",
                 webhook_url: str | None = None, secret_token: str | None = None,
                 allowed_updates: Any = _UNSET, service: str | None = None,
-                close_bot_session: bool = True) -> None:
+                close_bot_session: bool = True, **kwargs: Any) -> None:
     """The aiohttp webhook app of aiogram's docs, under the kit: ``POST <path>``
     (answered 200 once the handlers are done and committed; a request without
     ``secret_token`` in ``X-Telegram-Bot-Api-Secret-Token`` gets 401),
     ``GET /ready``, ``GET /health``; ``webhook_url`` is registered at start when
-    given (or register it in a ``dp.startup`` handler, as aiogram's docs do)."""
-    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session),
+    given (or register it in a ``dp.startup`` handler, as aiogram's docs do).
+    Other keyword arguments reach the handlers."""
+    sys.exit(runtime.run(lambda: AiogramAdapter(dp, bot, allowed_updates, close_bot_session, kwargs),
                          "webhook", service, port, webhook_path=path, webhook_url=webhook_url,
                          secret_token=secret_token, listen=host))

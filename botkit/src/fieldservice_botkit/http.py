@@ -41,6 +41,7 @@ class HttpServer:
         self.host, self.port = host, port
         self._server: asyncio.base_events.Server | None = None
         self._idle: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.Task] = set()
         self._busy = 0
         self._closing = False
         self._done = asyncio.Event()
@@ -53,7 +54,8 @@ class HttpServer:
         return self._server is not None and not self._closing
 
     async def close(self, timeout: float) -> bool:
-        """Stop accepting; wait (at most ``timeout``) for the requests in flight. True: all ended."""
+        """Stop accepting; wait (at most ``timeout``) for the requests in flight. True: all ended;
+        False: the ones still running were cancelled, their connections closed unanswered."""
         self._closing = True
         if self._server is not None:
             self._server.close()
@@ -66,9 +68,18 @@ class HttpServer:
                 await asyncio.wait_for(self._done.wait(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-        return self._busy == 0
+        if self._busy == 0:
+            return True
+        clients = list(self._clients)
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        return False
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
         try:
             while not self._closing:
                 self._idle.add(writer)
@@ -90,6 +101,7 @@ class HttpServer:
             pass
         finally:
             writer.close()
+            self._clients.discard(task)
 
     async def _one(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:

@@ -54,9 +54,24 @@ class PtbAdapter(runtime.Adapter):
             log.error("update %s: a handler raised", getattr(update, "update_id", "?"),
                       exc_info=context.error)
 
+    async def check(self) -> None:
+        await self.application.bot.initialize()  # getMe; Application.initialize() does not repeat it
+
+    async def close(self) -> None:
+        if not self.application.running:
+            await self.application.bot.shutdown()
+
+    def concurrency(self) -> int | None:
+        return self.application.update_processor.max_concurrent_updates
+
     async def start(self) -> None:
         app = self.application
-        app.add_error_handler(self._on_error)
+        # first, blocking: an app's handler raising ApplicationHandlerStop, or Defaults(block=False),
+        # must not keep the kit from rolling the update's writes back
+        others = dict(app.error_handlers)
+        app.error_handlers.clear()
+        app.add_error_handler(self._on_error, block=True)
+        app.error_handlers.update(others)
         await app.initialize()
         if app.post_init:
             await app.post_init(app)

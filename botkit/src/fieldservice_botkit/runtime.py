@@ -130,7 +130,7 @@ class Settings:
             service=os.environ.get("SERVICE_NAME") or service or "bot",
             release=os.environ.get("APP_RELEASE", ""),
             port=int(_env_float("BOTKIT_PORT", float(port or 8080), 1)),
-            poll_timeout=_env_float("BOTKIT_POLL_TIMEOUT", 10.0, 0),
+            poll_timeout=_env_float("BOTKIT_POLL_TIMEOUT", 10.0, 1),
             heartbeat_interval=_env_float("BOTKIT_HEARTBEAT_INTERVAL", 5.0, 0.1),
             shutdown_timeout=_env_float("BOTKIT_SHUTDOWN_TIMEOUT", 8.0, 0.5),
             heartbeat_table=table,
@@ -147,9 +147,21 @@ class Adapter:
     # handlers already did)
     log_tracebacks: bool = True
 
-    async def start(self) -> None: ...
+    async def check(self) -> None:
+        """Ask Telegram who the bot is (getMe): a wrong token fails here, before any standby."""
 
-    async def stop(self) -> None: ...
+    async def start(self) -> None:
+        """Start the library (its startup hooks, persistence, jobs)."""
+
+    async def stop(self) -> None:
+        """The library's own shutdown (hooks, persistence flushed, jobs stopped)."""
+
+    async def close(self) -> None:
+        """Close what :meth:`check` opened when the library never started."""
+
+    def concurrency(self) -> int | None:
+        """How many webhook updates the library processes at once (None: no limit of its own)."""
+        return None
 
     async def get_updates(self, offset: int, timeout: float, limit: int = 100) -> list[tuple[int, Any]]:
         raise NotImplementedError
@@ -176,13 +188,15 @@ class Runtime:
         self.listen = listen
         self.exit_code = 0
         self.stopping = asyncio.Event()
-        self.started = False
+        self.checked = False  # getMe answered: the bot can take over
+        self.started = False  # the library runs (a poller: only while it holds the lock)
         self.holding_lock = False
         self.last_poll_ok: float | None = None
         self.db_ok_at: float | None = None
         self.http = HttpServer(self._http, listen, settings.port)
         self.pool = store.Pool(settings.database_url, f"{settings.service}:webhook", settings.db_pool)
         self._monitor_conn: psycopg.AsyncConnection | None = None
+        self._webhook_slots: asyncio.Semaphore | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_stop(self, why: str, exit_code: int = 0) -> None:
@@ -212,18 +226,24 @@ class Runtime:
             if not await self._schema():
                 return self.exit_code
             try:
-                await self.adapter.start()
+                await self.adapter.check()
             except Exception:
-                log.critical("the bot did not start (%s)", self.adapter.library, exc_info=True)
+                log.critical("the bot cannot reach Telegram (getMe failed; BOT_TOKEN, TELEGRAM_API_BASE)",
+                             exc_info=True)
+                self.exit_code = 1
                 return 1
-            self.started = True
+            self.checked = True
             if self.mode == "webhook":
+                if not await self._start_library():
+                    return 1
+                limit = self.adapter.concurrency()
+                self._webhook_slots = asyncio.Semaphore(limit) if limit else None
                 if self.webhook_url:
                     await self.adapter.set_webhook(self.webhook_url, self.secret_token)
                     log.info("webhook registered: %s", self.webhook_url)
                 await self.stopping.wait()
             else:
-                await self._poll_forever()
+                await self._poll()
         except Exception:
             log.critical("unhandled exception in the bot's main loop", exc_info=True)
             self.exit_code = 1
@@ -249,15 +269,37 @@ class Runtime:
                 await self._sleep(1.0)
         return False
 
+    async def _start_library(self) -> bool:
+        try:
+            await self.adapter.start()
+        except Exception:
+            log.critical("the bot did not start (%s)", self.adapter.library, exc_info=True)
+            self.exit_code = 1
+            return False
+        self.started = True
+        return True
+
+    async def _stop_library(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        try:
+            await asyncio.wait_for(self.adapter.stop(), self.cfg.shutdown_timeout)
+        except Exception:
+            log.error("the library's shutdown failed", exc_info=True)
+
     async def _shutdown(self, monitor: asyncio.Task) -> None:
         self.stopping.set()
         if not await self.http.close(self.cfg.shutdown_timeout):
-            log.error("requests still in flight after %gs; stopping anyway", self.cfg.shutdown_timeout)
-        if self.started:
-            try:
-                await asyncio.wait_for(self.adapter.stop(), self.cfg.shutdown_timeout)
-            except Exception:
-                log.error("the library's shutdown failed", exc_info=True)
+            # nothing of those requests committed and none was answered: Telegram delivers them again
+            log.error("webhook requests still in flight after %gs: cancelled, not answered, nothing of them "
+                      "committed", self.cfg.shutdown_timeout)
+            self.exit_code = self.exit_code or 1
+        await self._stop_library()
+        try:
+            await self.adapter.close()
+        except Exception:  # noqa: BLE001 (closing a client session at exit)
+            log.warning("closing the bot's session failed", exc_info=True)
         monitor.cancel()
         try:
             await monitor
@@ -283,7 +325,7 @@ class Runtime:
             info["status"] = "shutting down"
         elif not self.db_ok():
             info["status"] = "database unreachable"
-        elif not self.started:
+        elif not (self.started if self.mode == "webhook" else self.checked):
             info["status"] = "starting"
         else:
             info["status"] = "ready" if self.mode == "webhook" or self.holding_lock else "ready (standby)"
@@ -372,29 +414,38 @@ class Runtime:
         return state.error
 
     # -- polling -----------------------------------------------------------------------------
-    async def _poll_forever(self) -> None:
-        deleted = False
-        while not self.stopping.is_set():
-            conn = await self._acquire_lock()
-            if conn is None:
-                break
-            try:
-                if not deleted:  # a webhook left set makes every getUpdates a 409
-                    try:
-                        await self.adapter.delete_webhook()
-                        deleted = True
-                    except Exception as exc:
-                        log.warning("deleteWebhook failed (will poll anyway): %s", exc)
-                await self._poll_locked(conn)
-            except LockLost as exc:
-                log.error("lost the poller lock's connection (%s); stopped polling", exc)
-                await self._sleep(0.5)
-            finally:
-                self.holding_lock = False
-                lost = not store.usable(conn)
-                await conn.close()  # ends the session: releases the lock
-                if not lost:
-                    log.info("released the poller lock")
+    async def _poll(self) -> None:
+        """Standby until this process holds its bot's lock; then start the library and poll.
+
+        The library starts only under the lock (its persistence is loaded after
+        the old poller flushed it, its jobs never run twice) and stops before the
+        lock is released. A lost lock ends the process (exit 1: Docker starts it
+        again, in standby): another process may poll already.
+        """
+        conn = await self._acquire_lock()
+        if conn is None:
+            return
+        try:
+            if not await self._start_library():
+                return
+            try:  # a webhook left set makes every getUpdates a 409
+                await self.adapter.delete_webhook()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("deleteWebhook failed (will poll anyway): %s", exc)
+            await self._poll_locked(conn)
+        except LockLost as exc:
+            log.error("lost the poller lock's connection (%s): stopped polling; exiting so that the "
+                      "process starts again in standby", exc)
+            self.exit_code = 1
+        except _Abandoned:
+            self.exit_code = 1
+        finally:
+            self.holding_lock = False
+            await self._stop_library()  # persistence flushed, jobs stopped: then the next poller may start
+            lost = not store.usable(conn)
+            await conn.close()  # ends the session: releases the lock
+            if not lost:
+                log.info("released the poller lock")
 
     async def _acquire_lock(self) -> psycopg.AsyncConnection | None:
         cfg, bot = self.cfg, self.adapter.bot_id
@@ -469,10 +520,22 @@ class Runtime:
                     continue
                 self.last_poll_ok = time.monotonic()
                 healthy, backoff = True, 0.0
+                if updates and updates[0][0] < offset:
+                    # an honoured offset never gives lower ids: the Bot API ignored ours (an offset
+                    # "in the future": update ids restarted, another Bot API server, a restored
+                    # database); take its ids, or the bot would skip everything forever
+                    log.warning("the Bot API ignored offset %d and answered from update %d: polling from "
+                                "there", offset, updates[0][0])
+                    offset = updates[0][0]
                 for update_id, update in updates:
                     if update_id < offset:
-                        continue  # never backwards
-                    await self._process_polled(conn, update_id, update)
+                        continue
+                    try:
+                        await self._bounded(self._process_polled(conn, update_id, update))
+                    except _Retry as exc:
+                        log.warning("update %d: database error, it is fetched again: %s", update_id, exc)
+                        await self._sleep(0.5)
+                        break
                     offset = update_id + 1
                     if self.stopping.is_set():
                         break  # the update in hand is done; the rest stay with Telegram
@@ -483,6 +546,25 @@ class Runtime:
         except Exception:  # noqa: BLE001 (the offset in the database is what counts)
             pass
         log.info("stopped polling; offset %d committed", offset)
+
+    async def _bounded(self, work: Any) -> None:
+        """Run one update's processing; once a stop is asked, give it ``shutdown_timeout`` more
+        seconds, then cancel it (its transaction rolls back, the next poller gets the update)."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await asyncio.wait({task}, timeout=self.cfg.shutdown_timeout)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+                log.error("the update in hand did not finish within %gs of the stop: cancelled, nothing of "
+                          "it committed (the next poller processes it)", self.cfg.shutdown_timeout)
+                raise _Abandoned
+            task.result()
+        finally:
+            stop.cancel()
 
     async def _process_polled(self, conn: psycopg.AsyncConnection, update_id: int, update: Any) -> None:
         """The handler's writes and the next offset in one transaction on the lock's connection."""
@@ -498,9 +580,11 @@ class Runtime:
         except _RollBack:
             pass
         except psycopg.Error as exc:
-            if not store.usable(conn):
-                raise LockLost(str(exc).strip()) from exc
             error = exc
+        if not store.usable(conn):
+            raise LockLost(str(error).strip())
+        if isinstance(error, psycopg.OperationalError):  # a deadlock, a serialization failure, a timeout
+            raise _Retry(f"{type(error).__name__}: {str(error).strip()}")
         log.error("update %d: the handler failed, its database writes were rolled back and the update "
                   "is skipped: %s: %s", update_id, type(error).__name__, error, exc_info=self._trace(error))
         try:
@@ -545,11 +629,19 @@ class Runtime:
                 if not await store.claim_webhook_update(conn, self.adapter.bot_id, update_id):
                     log.info("webhook: update %d was already processed; answered again", update_id)
                     return 200, {"ok": True, "duplicate": True}
-                error = await self._handle(conn, update_id, update)
+                if self._webhook_slots is None:
+                    error = await self._handle(conn, update_id, update)
+                else:
+                    async with self._webhook_slots:
+                        error = await self._handle(conn, update_id, update)
                 if error is not None:
                     raise _RollBack
             return 200, {"ok": True}
         except _RollBack:
+            if isinstance(error, psycopg.OperationalError) or not store.usable(conn):
+                log.error("webhook: update %d: database error, rolled back, Telegram will retry: %s",
+                          update_id, str(error).strip())
+                return 503, {"ok": False, "error": "database error"}
             log.error("update %d: the handler failed, its database writes were rolled back: %s: %s",
                       update_id, type(error).__name__, error, exc_info=self._trace(error))
             return 200, {"ok": False, "error": "handler failed"}
@@ -563,6 +655,14 @@ class Runtime:
 
 class _RollBack(Exception):
     """Leave the update's transaction without committing it."""
+
+
+class _Retry(Exception):
+    """A transient database error: the update is fetched again, not skipped."""
+
+
+class _Abandoned(Exception):
+    """The update in hand outlived the shutdown timeout and was cancelled."""
 
 
 def setup_logging() -> None:

@@ -140,6 +140,7 @@ class TokenState:
             "injected_failures": 0,
             "webhook_deliveries": 0,
             "webhook_failures": 0,
+            "offsets_ignored": 0,  # getUpdates with an offset "in the future"
         }
 
     def stats(self) -> dict[str, Any]:
@@ -324,6 +325,11 @@ class FakeTelegram:
 
     @staticmethod
     def _confirm(st: TokenState, offset: int) -> None:
+        if offset > st.next_update_id:
+            # an offset past every update ever queued is ignored, as the Bot API
+            # does (its update ids restarted, another server): nothing confirmed
+            st.counters["offsets_ignored"] += 1
+            return
         if offset > 0:
             keep = [u for u in st.updates if u["update_id"] >= offset]
         elif offset < 0:

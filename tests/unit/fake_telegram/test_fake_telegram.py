@@ -379,3 +379,13 @@ def test_a_multipart_form_body_is_read_like_telegram_reads_it(client: Client) ->
     status, body = client.request(f"/bot{TOKEN}/sendMessage", raw=b"chat_id=1",
                                   content_type="multipart/form-data")
     assert status == 400 and "multipart" in body["description"]
+
+
+def test_an_offset_in_the_future_is_ignored_as_the_bot_api_does(client: Client) -> None:
+    ids = client.queue(TOKEN, "a", "b")
+    _, body = client.api(TOKEN, "getUpdates", offset=ids[-1] + 500)
+    assert [u["update_id"] for u in body["result"]] == ids, "answered from the head of the queue"
+    assert client.stats(TOKEN)["offsets_ignored"] == 1
+    # one past the last id is no future offset: it confirms everything
+    _, body = client.api(TOKEN, "getUpdates", offset=ids[-1] + 1)
+    assert body["result"] == [] and client.stats(TOKEN)["offsets_ignored"] == 1
