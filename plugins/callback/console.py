@@ -20,8 +20,9 @@ description:
   - >-
     A step starts with a line that ends with C(...) and ends with the next line of the log, an
     C(ERROR:) line (C(failed after 3.0 s)) or the end of the run.
-    While a task has run for O(progress_interval) seconds or more, a line every
-    O(progress_interval) seconds says that it still runs, for how long, and which task it is
+    After O(progress_interval) seconds without a line, and then every O(progress_interval)
+    seconds, a line says that the step (or the run since its last line) still runs, for how
+    long, and which task runs now
     (C(Creating backup... still running, 20.0 s: Dump the database before the deploy)).
     On a terminal the step's line is rewritten in place instead.
   - >-
@@ -78,7 +79,7 @@ options:
       - name: DEPLOY_CONSOLE_FULL_OUTPUT
   progress_interval:
     description:
-      - Seconds between two "still running" lines of a long task; C(0) prints none.
+      - Seconds without a line before a "still running" line, and between two of them; C(0) prints none.
     type: float
     default: 10
     ini:
@@ -191,10 +192,14 @@ class CallbackModule(DefaultCallback):
 
     # -- the terminal ---------------------------------------------------------------------
 
-    def _say(self, text, color=None, stamp=None, keep_open=False):
+    def _say(self, text, color=None, stamp=None, keep_open=False, progress=False):
         """A line on the terminal, after the open step line (on a tty) is ended."""
         run = self._run
         with self._lock:
+            if run is not None:
+                run["last_out"] = time.monotonic()
+                if not progress:
+                    run["quiet_since"] = run["last_out"]
             if run is not None and run["open_line"]:
                 self._terminal.display("")  # end the line left open
                 run["open_line"] = False
@@ -280,31 +285,31 @@ class CallbackModule(DefaultCallback):
     # -- progress -------------------------------------------------------------------------
 
     def _tick(self, stop):
+        """A "still running" line after every progress_interval seconds without a line."""
         while not stop.wait(0.25):
             with self._lock:
                 run = self._run
                 if run is None or run["stop"] is not stop or run["task"] is None:
                     continue
-                name, started, next_at = run["task"]
                 now = time.monotonic()
-                if now < next_at:
+                if now - run["last_out"] < self._interval:
                     continue
-                run["task"] = (name, started, now + self._interval)
-                took = run["steps"].elapsed(now)
                 step = run["steps"].open
+                took = run["steps"].elapsed(now) if step is not None else now - run["quiet_since"]
+                text = f"still running, {seconds_text(took)}: {run['task']}"
+                if step is not None:
+                    text = f"{step[0]} {text}"
                 if step is not None and run["tty"] and run["open_line"]:
-                    self._rewrite(f"{step[0]} still running, {seconds_text(took)}: {name}", run["step_stamp"])
-                elif step is not None:
-                    self._say(f"{step[0]} still running, {seconds_text(took)}: {name}")
+                    self._rewrite(text, run["step_stamp"])
                 else:
-                    self._say(f"still running, {seconds_text(now - started)}: {name}")
+                    self._say(text, progress=True)
+                run["last_out"] = now
 
     def _task_started(self, task):
         self._flush()
-        if self._run is not None and self._interval > 0:
+        if self._run is not None:
             with self._lock:
-                now = time.monotonic()
-                self._run["task"] = (str(task.name or task.get_name()), now, now + self._interval)
+                self._run["task"] = str(task.name or task.get_name())
 
     # -- events ---------------------------------------------------------------------------
 
@@ -320,6 +325,7 @@ class CallbackModule(DefaultCallback):
                 "fh": None, "path": None, "log_path": None, "file_failed": False,
                 "tty": bool(getattr(sys.stdout, "isatty", lambda: False)()),
                 "open_line": False, "step_stamp": None, "task": None, "stop": stop,
+                "last_out": time.monotonic(), "quiet_since": time.monotonic(),
             }
             self._display = FileDisplay(self._terminal, self._write_full, self._on_warning)
             if not self._atexit_registered:
