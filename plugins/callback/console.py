@@ -419,4 +419,3 @@ def _short(path: str) -> str:
     """A path under the current directory, relative to it."""
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
-
