@@ -281,7 +281,9 @@ class Deployment:
                       "-d", "field_service", "-c", sql)
 
     def logs(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.log_dir, "*.log")))
+        """The deploy logs (not the console's full-output files beside them)."""
+        found = glob.glob(os.path.join(self.log_dir, "*.log"))
+        return sorted(p for p in found if not p.endswith(".ansible.log"))
 
     def telegram(self, method: str, path: str, body=None):
         url = f"http://127.0.0.1:{self.telegram_port}{path}"

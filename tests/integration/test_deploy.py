@@ -192,6 +192,46 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
 
 
+def test_the_console_of_a_real_deploy(deployment, monkeypatch):
+    # Given v1 of the app, When ansible-playbook playbooks/deploy.yml runs as a person runs it
+    # (the checkout's ansible.cfg: the console callback, no -v)
+    d = deployment
+    make_source(os.path.join(d.workdir, "src"), 1)
+    password = "console-db-" + uuid.uuid4().hex
+    monkeypatch.setenv("DEPLOY_CONSOLE_PROGRESS_INTERVAL", "3")  # the run's environment (harness env())
+    proc = d.popen("deploy.yml", "console.out", app_db_password=password)
+    assert proc.wait(timeout=900) == 0, d.output("console.out")[-4000:]
+    out = d.output("console.out")
+    # Then the terminal has the deploy log's lines, in the seed's order, each step with its duration
+    messages = [m.group(1) for m in map(LINE.match, out.splitlines()) if m]
+    assert_in_order(messages, SEED_ORDER)
+    for step in ("Creating backup...", "Uploading code...", "Building Docker images...",
+                 "Running migrations...", "Graceful restart..."):
+        assert any(re.fullmatch(re.escape(step) + r" done \d+\.\d s|" + re.escape(step)
+                                + r" done \d+ min \d\d s", m) for m in messages), (step, messages)
+    assert re.fullmatch(r"DEPLOYMENT SUCCESS in [\d.]+ s|DEPLOYMENT SUCCESS in \d+ min \d\d s", messages[-1])
+    # the first deploy provisions the server (~30 s of short tasks here): "still running", not silence
+    running = [m for m in messages if "still running" in m]
+    assert running, messages
+    shape = r"(.*\.\.\. )?still running, ([\d.]+ s|\d+ min \d\d s): .+"
+    assert all(re.fullmatch(shape, m) for m in running), running
+    # and not the rest of Ansible's output, which is in a file beside the deploy log
+    assert "TASK [" not in out and "PLAY RECAP" not in out
+    (log,) = d.logs()
+    full = log[: -len(".log")] + ".ansible.log"
+    assert f"Ansible's output: {os.path.relpath(full)}" in out or f"Ansible's output: {full}" in out
+    assert os.stat(full).st_mode & 0o777 == 0o640
+    with open(full, encoding="utf-8") as fh:
+        text = fh.read()
+    assert "TASK [fieldservice.deploy.backup : Dump the database before the deploy]" in text \
+        or "TASK [backup : Dump the database before the deploy]" in text, text[:2000]
+    assert re.search(r"localhost\s*: ok=\d+\s+changed=[1-9]", text)
+    # no secret anywhere
+    for where, content in (("the console", out), ("the full output", text),
+                           ("the deploy log", open(log, encoding="utf-8").read())):
+        assert password not in content, where
+
+
 def test_bad_settings_fail_before_anything_changes(deployment):
     d = deployment
     make_source(os.path.join(d.workdir, "src"), 1)

@@ -30,6 +30,7 @@ APP_CFG = """\
 # The installed collection only (what `ansible-galaxy collection install -p` made).
 collections_path = {collections}
 callbacks_enabled = fieldservice.deploy.deploy_log
+stdout_callback = fieldservice.deploy.console
 gathering = explicit
 interpreter_python = auto_silent
 retry_files_enabled = false

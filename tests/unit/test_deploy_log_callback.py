@@ -397,18 +397,18 @@ def test_bad_playbooks_option_is_a_clear_warning_not_a_crash(tmp_path):
 
 @pytest.fixture()
 def plugin():
-    from ansible_collections.fieldservice.deploy.plugins.callback import deploy_log
+    """The line logic's one owner (plugin_utils/deploy_lines, shared with the console callback)."""
+    from ansible_collections.fieldservice.deploy.plugins.plugin_utils import deploy_lines
 
-    return deploy_log
+    return deploy_lines
 
 
 def test_same_second_gets_a_numbered_name(plugin, tmp_path, monkeypatch):
     fixed = time.localtime(1760103000)
     monkeypatch.setattr(plugin.time, "localtime", lambda *a: fixed)
-    cb = plugin.CallbackModule.__new__(plugin.CallbackModule)
     names = []
     for _ in range(3):
-        path, fh = cb._open(str(tmp_path / "logs"), "deploy")
+        path, fh = plugin.open_log(str(tmp_path / "logs"), "deploy")
         fh.close()
         names.append(os.path.basename(path))
     stamp = time.strftime("%Y%m%d_%H%M%S", fixed)
