@@ -10,7 +10,7 @@ the kit's wheel) is deployed into an isolated app on this machine, with its
 tests run in its own environment: the first deploy makes the virtualenv from
 its requirements files (``venv_make_s``). Then ``--deploys`` times a new
 release under a steady polling feed (one update every ``--interval`` s) and
-webhook load through the proxy (``--rate`` requests/s). A stock poller is
+webhook load through the proxy (``--rate`` requests/s from ``--chats`` chats). A stock poller is
 recreated (``recreate_gap_s``: the gap the switch measured, SIGTERM to the old
 container until the new one runs), a poller under the kit handed over; the
 webhook bot is switched blue/green. Per deploy also: the longest pause between
@@ -78,7 +78,7 @@ def settle(d, quiet: float = 3.0, limit: float = 60.0) -> float:
 
 
 def bench_app(app: str, deploys: int, interval: float, rate: float, margin: float, wheels: str,
-              keep: bool) -> dict:
+              keep: bool, chats: int) -> dict:
     example, _, kit = app.partition("+")
     d = new_deployment("fs_bapp", skip_tests=False)
     d.extravars.update(ptb_notes_vars(d.name), preflight_app_venv_cache=os.path.join(d.workdir, "venvs"))
@@ -101,7 +101,7 @@ def bench_app(app: str, deploys: int, interval: float, rate: float, margin: floa
             add_changelog_entry(src, f"1.{n + 1}.0", time.strftime("%Y-%m-%d"))
             feed = PollingFeed(d, PTB_POLL_TOKEN, "polling_bot", interval=interval,
                                **ptb_notes_feed_args()).start()
-            load = webhook_load(d, rate, service="webhook_bot").start()
+            load = webhook_load(d, rate, service="webhook_bot", chats=chats).start()
             time.sleep(margin)
             deploy = run_playbook(d, profile=False)
             time.sleep(margin)
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deploys", type=int, default=2, help="new releases deployed under traffic, per app")
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between two queued updates")
     ap.add_argument("--rate", type=float, default=50, help="webhook requests per second")
+    ap.add_argument("--chats", type=int, default=50, help="webhook updates come from this many chats in turn")
     ap.add_argument("--margin-seconds", type=float, default=3.0, help="traffic before and after a deploy")
     ap.add_argument("--keep", action="store_true", help="keep the apps (for a look afterwards)")
     args = ap.parse_args(argv)
@@ -162,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in apps if a not in APPS]
     if unknown:
         ap.error(f"unknown app(s) {', '.join(unknown)}; choose from {', '.join(APPS)}")
-    result: dict = {"interval_s": args.interval, "rate_rps": args.rate, "machine": machine(), "apps": {}}
+    result: dict = {"interval_s": args.interval, "rate_rps": args.rate, "chats": args.chats,
+                    "machine": machine(), "apps": {}}
     with tempfile.TemporaryDirectory(prefix="bench-botkit-") as work:
         wheels = build_botkit_wheel(work)
         for app in apps:
             result["apps"][app] = bench_app(app, args.deploys, args.interval, args.rate, args.margin_seconds,
-                                            wheels, args.keep)
+                                            wheels, args.keep, args.chats)
     result["goal_met"] = all(r["goal_met"] for r in result["apps"].values())
     path = write_result("bot_apps", result)
     for app, r in result["apps"].items():

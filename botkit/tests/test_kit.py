@@ -279,3 +279,39 @@ def test_a_missing_database_url_is_a_clear_error(library, bots, db, telegram):
     bot = bots(library, DATABASE_URL="")
     assert bot.wait(20) == 2
     assert "invalid configuration: DATABASE_URL is not set" in bot.logs()
+
+
+def test_a_heartbeat_table_of_another_shape_is_a_clear_error(library, bots, db, telegram):
+    # an app's own heartbeats table, with only what the deploy's health check reads
+    query(db, "CREATE TABLE heartbeats (service text, release text, beat_at timestamptz)")
+    bot = bots(library)
+    assert bot.wait(20) == 2
+    assert "the table heartbeats exists but the kit cannot write its heartbeat there" in bot.logs()
+    assert "Set BOTKIT_HEARTBEAT_TABLE to another table" in bot.logs()
+    assert query(db, "SELECT count(*) FROM heartbeats") == [(0,)]
+
+
+def test_webhook_updates_of_one_chat_run_in_order_and_of_two_chats_at_once(library, bots, db, telegram):
+    bot = bots(library, "webhook")
+    bot.wait_ready()
+
+    def update(update_id: int, chat: int, text: str) -> dict:
+        return {"update_id": update_id, "message": {"message_id": update_id, "date": 0, "text": text,
+                                                    "chat": {"id": chat, "type": "private"}}}
+
+    def at_once(*updates: dict) -> float:
+        started = time.monotonic()
+        threads = [threading.Thread(target=bot.http, args=("POST", "/webhook", u)) for u in updates]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)  # in this order
+        for t in threads:
+            t.join(20)
+        return time.monotonic() - started
+
+    two_chats = at_once(update(8001, 1, "slow one"), update(8002, 2, "slow two"))
+    one_chat = at_once(update(8003, 3, "slow three"), update(8004, 3, "after three"))
+    assert two_chats < 3.5, two_chats  # each sleeps 2 s: side by side
+    assert one_chat >= 2.0, one_chat  # the second waited for the first
+    ids = [u for u, _, _ in notes(db)]
+    assert sorted(ids[:2]) == [8001, 8002] and ids[2:] == [8003, 8004], ids

@@ -41,6 +41,7 @@ class LoadGenerator:
     max_seconds: float = 600.0
     first_update_id: int = 1_000_000
     chat_id: int = 4242
+    chats: int = 1  # updates come from chat_id, chat_id + 1, ... in turn
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ class LoadGenerator:
         return json.dumps({
             "update_id": update_id,
             "message": {"message_id": update_id, "date": int(time.time()),
-                        "chat": {"id": self.chat_id, "type": "private"},
+                        "chat": {"id": self.chat_id + i % max(1, self.chats), "type": "private"},
                         "text": f"load {update_id}"},
         }).encode()
 

@@ -80,6 +80,14 @@ class AiogramAdapter(runtime.Adapter):
             raise runtime.Conflict(str(exc)) from exc
         return [(u.update_id, u) for u in updates]
 
+    def chat_of(self, update: Any) -> int | None:
+        try:
+            event = update.event  # the message, callback query, ... the update carries
+        except Exception:  # noqa: BLE001 (an update type this aiogram does not know)
+            return None
+        chat = getattr(event, "chat", None) or getattr(getattr(event, "message", None), "chat", None)
+        return chat.id if chat is not None else None
+
     def parse(self, data: dict[str, Any]) -> tuple[int, Any]:
         update = Update.model_validate(data, context={"bot": self.bot})
         return update.update_id, update

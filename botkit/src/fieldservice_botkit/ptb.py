@@ -61,8 +61,9 @@ class PtbAdapter(runtime.Adapter):
         if not self.application.running:
             await self.application.bot.shutdown()
 
-    def concurrency(self) -> int | None:
-        return self.application.update_processor.max_concurrent_updates
+    def chat_of(self, update: Any) -> int | None:
+        chat = update.effective_chat
+        return chat.id if chat is not None else None
 
     async def start(self) -> None:
         app = self.application

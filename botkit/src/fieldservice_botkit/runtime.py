@@ -21,6 +21,7 @@ A library is plugged in through an :class:`Adapter` (``ptb.py``, ``aiogram.py``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hmac
 import json
@@ -159,8 +160,8 @@ class Adapter:
     async def close(self) -> None:
         """Close what :meth:`check` opened when the library never started."""
 
-    def concurrency(self) -> int | None:
-        """How many webhook updates the library processes at once (None: no limit of its own)."""
+    def chat_of(self, update: Any) -> int | None:
+        """The chat an update belongs to (webhook updates of one chat are processed in order)."""
         return None
 
     async def get_updates(self, offset: int, timeout: float, limit: int = 100) -> list[tuple[int, Any]]:
@@ -196,7 +197,7 @@ class Runtime:
         self.http = HttpServer(self._http, listen, settings.port)
         self.pool = store.Pool(settings.database_url, f"{settings.service}:webhook", settings.db_pool)
         self._monitor_conn: psycopg.AsyncConnection | None = None
-        self._webhook_slots: asyncio.Semaphore | None = None
+        self._chats: dict[int | None, list] = {}  # chat -> [lock, users]
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_stop(self, why: str, exit_code: int = 0) -> None:
@@ -236,8 +237,6 @@ class Runtime:
             if self.mode == "webhook":
                 if not await self._start_library():
                     return 1
-                limit = self.adapter.concurrency()
-                self._webhook_slots = asyncio.Semaphore(limit) if limit else None
                 if self.webhook_url:
                     await self.adapter.set_webhook(self.webhook_url, self.secret_token)
                     log.info("webhook registered: %s", self.webhook_url)
@@ -262,6 +261,10 @@ class Runtime:
                 finally:
                     await conn.close()
                 return True
+            except store.SchemaError as exc:
+                log.critical("invalid configuration: %s", exc)
+                self.exit_code = 2
+                return False
             except psycopg.OperationalError as exc:
                 if not warned:
                     log.warning("database unreachable (will keep retrying): %s", str(exc).strip())
@@ -606,6 +609,23 @@ class Runtime:
             return await self._webhook(headers, body)
         return 404, {"error": "not found"}
 
+    @contextlib.asynccontextmanager
+    async def _chat_turn(self, chat: int | None) -> Any:
+        """One webhook update of a chat at a time, in the order they came; other chats at once
+        (Telegram sends a bot's webhooks over several connections in parallel)."""
+        if chat is None:
+            yield
+            return
+        entry = self._chats.setdefault(chat, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._chats[chat]
+
     async def _webhook(self, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         if self.secret_token and not hmac.compare_digest(
                 headers.get("x-telegram-bot-api-secret-token", "").encode(), self.secret_token.encode()):
@@ -629,11 +649,8 @@ class Runtime:
                 if not await store.claim_webhook_update(conn, self.adapter.bot_id, update_id):
                     log.info("webhook: update %d was already processed; answered again", update_id)
                     return 200, {"ok": True, "duplicate": True}
-                if self._webhook_slots is None:
+                async with self._chat_turn(self.adapter.chat_of(update)):
                     error = await self._handle(conn, update_id, update)
-                else:
-                    async with self._webhook_slots:
-                        error = await self._handle(conn, update_id, update)
                 if error is not None:
                     raise _RollBack
             return 200, {"ok": True}

@@ -61,12 +61,27 @@ def usable(conn: psycopg.AsyncConnection | None) -> bool:
     return conn is not None and not conn.closed and not conn.broken
 
 
+class SchemaError(Exception):
+    """A table of the kit's exists with another shape (the message names the setting)."""
+
+
 async def ensure_schema(conn: psycopg.AsyncConnection, heartbeat_table: str) -> None:
     if not valid_table(heartbeat_table):
         raise ValueError(f"BOTKIT_HEARTBEAT_TABLE {heartbeat_table!r} is not a valid table name")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (SCHEMA_LOCK,))
         await conn.execute(SCHEMA.format(heartbeats=heartbeat_table))
+    # an app's own heartbeat table of that name may lack what the kit writes: find out
+    # now, not at the first beat (nothing of this check is kept)
+    try:
+        async with conn.transaction(force_rollback=True):
+            await write_heartbeat(conn, heartbeat_table, "botkit schema check", "", "check")
+    except psycopg.Error as exc:
+        raise SchemaError(
+            f"the table {heartbeat_table} exists but the kit cannot write its heartbeat there "
+            f"({str(exc).strip()}): it needs service text PRIMARY KEY, release, beat_at, pid, hostname, "
+            "state. Set BOTKIT_HEARTBEAT_TABLE to another table (and the deploy's "
+            "health_check_heartbeat_table to the same name)") from exc
 
 
 async def try_poller_lock(conn: psycopg.AsyncConnection, bot_id: int) -> bool:
