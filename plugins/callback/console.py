@@ -296,7 +296,7 @@ class CallbackModule(DefaultCallback):
                     continue
                 step = run["steps"].open
                 took = run["steps"].elapsed(now) if step is not None else now - run["quiet_since"]
-                text = f"still running, {seconds_text(took)}: {run['task']}"
+                text = f"still running, {seconds_text(took)}: {run['progress'] or run['task']}"
                 if step is not None:
                     text = f"{step[0]} {text}"
                 if step is not None and run["tty"] and run["open_line"]:
@@ -310,6 +310,7 @@ class CallbackModule(DefaultCallback):
         if self._run is not None:
             with self._lock:
                 self._run["task"] = str(task.name or task.get_name())
+                self._run["progress"] = ""
 
     # -- events ---------------------------------------------------------------------------
 
@@ -324,7 +325,7 @@ class CallbackModule(DefaultCallback):
                 "started": time.monotonic(), "pending": PendingLines(), "steps": Steps(),
                 "fh": None, "path": None, "log_path": None, "file_failed": False,
                 "tty": bool(getattr(sys.stdout, "isatty", lambda: False)()),
-                "open_line": False, "step_stamp": None, "task": None, "stop": stop,
+                "open_line": False, "step_stamp": None, "task": None, "progress": "", "stop": stop,
                 "last_out": time.monotonic(), "quiet_since": time.monotonic(),
             }
             self._display = FileDisplay(self._terminal, self._write_full, self._on_warning)
@@ -358,6 +359,22 @@ class CallbackModule(DefaultCallback):
             with self._lock:
                 self._run["pending"].add(result)
         super().v2_runner_on_ok(result)
+
+    def v2_runner_retry(self, result):
+        """A long job's wait (fieldservice.deploy.job_progress) answers with its progress:
+        the next "still running" line says it, and on a terminal the step's line says it at once."""
+        super().v2_runner_retry(result)
+        run = self._run
+        progress = (getattr(result, "result", None) or {}).get("progress")
+        if run is None or not isinstance(progress, str) or not progress:
+            return
+        with self._lock:
+            run["progress"] = progress
+            step = run["steps"].open
+            now = time.monotonic()
+            if step is not None and run["tty"] and run["open_line"] and self._interval > 0:
+                took = seconds_text(run["steps"].elapsed(now))
+                self._rewrite(f"{step[0]} still running, {took}: {progress}", run["step_stamp"])
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)

@@ -397,6 +397,24 @@ def test_external_database_through_docker_run(pg, tmp_path, procs):
     for name in ("stdin.sql", "stdin.sql.sha256"):
         os.unlink(tmp_path / name)
 
+    # or in a file of the run's own, deleted once read (what the role does for a watched run),
+    # with the bytes written kept in the progress file
+    secret_dir = tmp_path / "run"
+    secret_dir.mkdir(mode=0o700)
+    (secret_dir / "secret").write_text(DB_PASSWORD + "\n")
+    filed = subprocess.run([sys.executable, FS_BACKUP, "dump", *args, "--name", "file.sql", "--json",
+                            "--db-password-file", str(secret_dir / "secret"), "--remove-secret-files",
+                            "--progress-file", str(secret_dir / "progress")],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert filed.returncode == 0, filed.stderr
+    assert sorted(os.listdir(secret_dir)) == ["progress"]  # the secret is gone
+    progress = json.loads((secret_dir / "progress").read_text())
+    assert progress["verb"] == "written" and progress["bytes"] == json.loads(filed.stdout)["bytes"] > 0
+    assert _without_restrict_keys((tmp_path / "file.sql").read_bytes()) == _without_restrict_keys(sql)
+    for name in ("file.sql", "file.sql.sha256"):
+        os.unlink(tmp_path / name)
+    shutil.rmtree(secret_dir)
+
     wrong = run_dump(*args, "--name", "wrong.sql", env=dict(os.environ, PGPASSWORD="nope"))
     assert wrong.returncode == 1
     line = error_line(wrong.stderr)

@@ -7,13 +7,25 @@ removes every trace of it afterwards.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import threading
 import time
 import uuid
 
 import pytest
-from harness import PYTHON, Deployment, changed_tasks, crontab, docker, failed_tasks, make_source, ran_tasks
+from harness import (
+    APP_SRC,
+    PYTHON,
+    Deployment,
+    changed_tasks,
+    crontab,
+    docker,
+    failed_tasks,
+    make_source,
+    ran_tasks,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -192,15 +204,56 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
 
 
+def _slow_build_step(workdir: str) -> tuple[str, str]:
+    """An overlay whose Dockerfile has a RUN step of 8 s, never in the build cache."""
+    overlay = os.path.join(workdir, "slow-build")
+    os.makedirs(overlay, exist_ok=True)
+    with open(os.path.join(APP_SRC, "Dockerfile"), encoding="utf-8") as fh:
+        dockerfile = fh.read()
+    step = f"RUN sleep 8 && echo {uuid.uuid4().hex}"
+    assert "\nUSER app\n" in dockerfile
+    with open(os.path.join(overlay, "Dockerfile"), "w", encoding="utf-8") as fh:
+        fh.write(dockerfile.replace("\nUSER app\n", f"\n{step}\nUSER app\n"))
+    return overlay, step
+
+
+def _hold_the_backup_lock(d: Deployment, log_name: str, seconds: float) -> threading.Thread:
+    """Another backup, as cron's would: the server's backup lock, taken as soon as the
+    backup folder exists and held until `seconds` after the deploy said "Creating backup..."."""
+    def hold():
+        lock_path = os.path.join(d.backup_root, ".fs_backup.lock")
+        deadline = time.monotonic() + 600
+        while not os.path.isdir(d.backup_root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            while "Creating backup..." not in d.output(log_name) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(seconds)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_the_console_of_a_real_deploy(deployment, monkeypatch):
-    # Given v1 of the app, When ansible-playbook playbooks/deploy.yml runs as a person runs it
-    # (the checkout's ansible.cfg: the console callback, no -v)
+    # Given v1 of the app with a slow build step, and another backup that holds the server's
+    # backup lock for a while, When ansible-playbook playbooks/deploy.yml runs as a person
+    # runs it (the checkout's ansible.cfg: the console callback, no -v)
     d = deployment
-    make_source(os.path.join(d.workdir, "src"), 1)
+    overlay, slow_step = _slow_build_step(d.workdir)
+    make_source(os.path.join(d.workdir, "src"), 1, overlays=(overlay,))
     password = "console-db-" + uuid.uuid4().hex
     monkeypatch.setenv("DEPLOY_CONSOLE_PROGRESS_INTERVAL", "3")  # the run's environment (harness env())
+    with open(os.path.join(d.workdir, "console.out"), "w", encoding="utf-8"):
+        pass
+    holder = _hold_the_backup_lock(d, "console.out", 7)
     proc = d.popen("deploy.yml", "console.out", app_db_password=password)
     assert proc.wait(timeout=900) == 0, d.output("console.out")[-4000:]
+    holder.join(timeout=60)
     out = d.output("console.out")
     # Then the terminal has the deploy log's lines, in the seed's order, each step with its duration
     messages = [m.group(1) for m in map(LINE.match, out.splitlines()) if m]
@@ -215,6 +268,18 @@ def test_the_console_of_a_real_deploy(deployment, monkeypatch):
     assert running, messages
     shape = r"(.*\.\.\. )?still running, ([\d.]+ s|\d+ min \d\d s): .+"
     assert all(re.fullmatch(shape, m) for m in running), running
+    # the long steps say how far they have come: what the backup waits for, the build's step
+    # (numbered as the engine numbers it in the build's own output)
+    assert any(re.fullmatch(r"Creating backup\.\.\. still running, [\d.]+ s: waiting for the backup lock "
+                            r"\(another backup runs\)", m) for m in running), running
+    building = [m for m in running if m.startswith("Building Docker images... still running")]
+    steps = [re.search(r": step (\d+) of (\d+): (.*)$", m) for m in building]
+    slow = [m for m in steps if m and m.group(3) == slow_step]
+    assert slow, building
+    with open(os.path.join(overlay, "Dockerfile"), encoding="utf-8") as fh:
+        instructions = re.findall(r"^([A-Z]+) ?(.*)$", fh.read(), re.M)  # continuation lines are indented
+    assert (int(slow[0].group(1)), int(slow[0].group(2))) == \
+        ([f"{k} {v}" for k, v in instructions].index(slow_step) + 1, len(instructions)), instructions
     # and not the rest of Ansible's output, which is in a file beside the deploy log
     assert "TASK [" not in out and "PLAY RECAP" not in out
     (log,) = d.logs()

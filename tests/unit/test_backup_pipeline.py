@@ -9,7 +9,10 @@ tests were the Docker-free part of tests/integration/test_fs_backup.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
+import threading
 import time
 
 import pytest
@@ -150,3 +153,79 @@ def test_clean_stale_files_deletes_only_what_interrupted_runs_left(tmp_path):
     # the young partial file may belong to a running backup: it stays
     assert _files(tmp_path) == {"keep.sql.gz", "keep.sql.gz.sha256", ".young.sql.gz.partial",
                                 "notes.txt"}
+
+
+def test_progress_counts_the_bytes_written_as_they_grow(tmp_path):
+    from fs_backup.progress import Progress
+
+    # Given a pipeline that writes 300 kB slowly (three chunks, 0.6 s apart), watched
+    producer = ("import sys, time\n"
+                "for i in range(3):\n"
+                "    sys.stdout.buffer.write(b'x' * 100000); sys.stdout.flush(); time.sleep(0.6)\n")
+    path = tmp_path / "progress"
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                seen.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with Progress(str(path), interval=0.1) as progress:
+            progress.note("waiting for the backup lock")
+            time.sleep(0.3)
+            progress.count("written")
+            stages = [execute.Stage("producer", [sys.executable, "-c", producer])]
+            result = execute.run_pipeline(stages, str(tmp_path / "out"), progress=progress)
+    finally:
+        done.set()
+        watcher.join()
+    # Then the file said what the run waited for, then the bytes while they grew, then all of them
+    assert seen[0] == {"note": "waiting for the backup lock", "updated": seen[0]["updated"]}
+    counts = [s["bytes"] for s in seen if "bytes" in s]
+    assert {100000, 200000} <= set(counts) and counts == sorted(counts), counts
+    final = json.loads(path.read_text())
+    assert final["bytes"] == result.bytes == 300000 and final["verb"] == "written"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["out", "out.sha256", "progress"]
+
+
+def test_progress_of_a_stream_counts_the_first_tapped_stage(tmp_path):
+    from fs_backup.progress import Progress
+
+    # Given a restore-like stream: SQL (checked) | a loader whose own output is not the SQL
+    stages = [
+        execute.Stage("sql", ["sh", "-c", "head -c 50000 /dev/zero; printf 'END\\n'"],
+                      check_output=lambda tail: None if tail.endswith(b"END\n") else "no END"),
+        execute.Stage("load", ["sh", "-c", "cat >/dev/null; echo loaded"]),
+    ]
+    with Progress(str(tmp_path / "p"), interval=5) as progress:
+        progress.count("of SQL loaded")
+        execute.run_stream(stages, progress)
+        assert progress.snapshot() == {"verb": "of SQL loaded", "bytes": 50004}
+    # and without a tapped stage, the bytes read
+    with Progress(None) as progress:
+        progress.count("read")
+        execute.run_stream([execute.Stage("cat", ["sh", "-c", "printf abc"])], progress)
+        assert progress.bytes == 3
+    assert (tmp_path / "p").read_text().startswith('{"verb": "of SQL loaded", "bytes": 50004')
+
+
+def test_a_secret_file_is_deleted_once_read(tmp_path):
+    from fs_backup import encryption
+
+    secret = tmp_path / "secret"
+    secret.write_text("AGE-SECRET-KEY-1QQQ\n")
+    read = encryption.read_secret_file(str(secret), "the identity file", remove=True)
+    assert read == b"AGE-SECRET-KEY-1QQQ\n"
+    assert not secret.exists()
+    secret.write_text("kept\n")
+    assert encryption.read_secret_file(str(secret), "the file") == b"kept\n" and secret.exists()
+    with pytest.raises(errors.BackupError, match="cannot read the identity file .*/missing"):
+        encryption.read_secret_file(str(tmp_path / "missing"), "the identity file", remove=True)

@@ -152,6 +152,77 @@ def test_a_deploy_prints_its_lines_with_durations_and_writes_the_full_output(tmp
     assert "TASK [A secret under no_log]" in text  # the task itself is there, its result hidden
 
 
+WRITER = """
+import json, os, sys, time
+path = sys.argv[1]
+for step in range(1, 8):
+    time.sleep(0.5)
+    with open(path + ".tmp", "w") as fh:
+        json.dump({"verb": "written", "bytes": step * 1500000}, fh)
+    os.replace(path + ".tmp", path)
+print(json.dumps({"name": "backup_x.sql.gz"}))
+"""
+
+WATCHED = """
+- name: Deploy
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: "Deploy log: creating backup"
+      ansible.builtin.debug:
+        msg: Creating backup...
+    - name: Start the dump
+      ansible.builtin.command:
+        argv: ["{python}", "{writer}", "{progress}"]
+      async: 60
+      poll: 0
+      register: job
+    - name: Wait for the dump
+      fieldservice.deploy.job_progress:
+        jid: "{{{{ job.ansible_job_id }}}}"
+        progress_file: "{progress}"
+      register: dump
+      until: dump.finished
+      retries: 60
+      delay: 0
+    - name: "Deploy log: backup created"
+      ansible.builtin.debug:
+        msg: >-
+          Backup created: {{{{ (dump.stdout | from_json).name }}}}
+          (rc {{{{ dump.rc }}}}, {{{{ dump.progress }}}})
+"""
+
+
+def test_a_long_job_shows_its_progress_and_its_result_comes_through(tmp_path):
+    # Given a 3.5 s async job that keeps a progress file as the backup program does
+    project = str(tmp_path)
+    writer, progress, async_dir = tmp_path / "writer.py", tmp_path / "progress", tmp_path / "async"
+    writer.write_text(WRITER)
+    body = WATCHED.format(python=sys.executable, writer=writer, progress=progress)
+    res = run(project, "deploy.yml", body, env={"ANSIBLE_ASYNC_DIR": str(async_dir)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = messages(res.stdout)
+    # Then the console says how far it has come, not only that it still runs
+    # (the task's name until the wait's first answer, 2 s or more in)
+    running = [m for m in got if m.startswith("Creating backup... still running, ")]
+    shape = r"Creating backup\.\.\. still running, \d+\.\d s: (\d+\.\d) MB written"
+    first = next((i for i, m in enumerate(running) if re.fullmatch(shape, m)), None)
+    assert first is not None, got
+    assert all(m.endswith((": Start the dump", ": Wait for the dump")) for m in running[:first]), got
+    assert all(re.fullmatch(shape, m) for m in running[first:]), running
+    sizes = [float(re.fullmatch(shape, m).group(1)) for m in running[first:]]
+    assert sizes == sorted(sizes) and sizes[-1] <= 10.5, running
+    # and the job's own result is the wait's: its stdout, its rc, the last progress
+    assert "Backup created: backup_x.sql.gz (rc 0, 10.5 MB written)" in got, got
+    assert re.fullmatch(r"Creating backup\.\.\. done \d\.\d s", [m for m in got if " done " in m][0])
+    # and the job's files are gone
+    assert os.listdir(async_dir) == [] and not progress.exists()
+    # the full output has the retries, which the terminal does not
+    (full,) = files(project, ".ansible.log")
+    assert "FAILED - RETRYING" in open(full, encoding="utf-8").read()
+    assert "RETRYING" not in res.stdout
+
+
 def test_with_v_it_is_the_default_callback(tmp_path):
     project = str(tmp_path)
     res = run(project, "deploy.yml", DEPLOY, args=["-v"])

@@ -34,7 +34,8 @@ Usage
   --db-user USER        (required) role pg_dump connects as.
   --db-name DB          (required) database to dump.
   PGPASSWORD            (environment, never argv) the password, or the first
-                        line of stdin with --db-password-stdin; when set and
+                        line of stdin with --db-password-stdin, or of the file
+                        --db-password-file PATH; when set and
                         not empty it is passed on by name (``-e PGPASSWORD``)
                         in both modes (a container's local socket usually
                         needs none).
@@ -58,6 +59,10 @@ Usage
   --lock-timeout SECS   [600] how long to wait for a running backup.
   --status-file PATH    JSON with last_success / last_failure [none].
   --log-file PATH       append log lines here too [stderr only].
+  --progress-file PATH  (dump and restore) keep the bytes written or loaded
+                        so far in this JSON file, for the deploy's console.
+  --remove-secret-files (dump and restore) delete --db-password-file and
+                        --identity-file once read.
   --json                print the result as JSON on stdout.
 
 Exit codes
@@ -222,6 +227,16 @@ def _add_identity_options(parser) -> None:
                      help="age identity file (prefer --identity-stdin)")
 
 
+def _add_run_options(parser) -> None:
+    """What a watched run (the deploy's backup, a restore) takes besides its work."""
+    parser.add_argument("--progress-file", metavar="PATH",
+                        help="keep what the run has done so far in this JSON file "
+                             "(bytes written or loaded; rewritten once a second)")
+    parser.add_argument("--remove-secret-files", action="store_true",
+                        help="delete --identity-file / --db-password-file as soon as they are "
+                             "read (files written for this one run)")
+
+
 def _add_dump_parser(sub, common) -> None:
     dump_parser = sub.add_parser("dump", parents=[common], help="dump the database",
                                  description="pg_dump | compressor [| age] -> <dest-dir>/<name> "
@@ -247,9 +262,13 @@ def _add_dump_parser(sub, common) -> None:
                              help="age recipient (age1...), repeatable")
     dump_parser.add_argument("--recipients-file", action="append", metavar="PATH",
                              help="file of age recipients, repeatable")
-    dump_parser.add_argument("--db-password-stdin", action="store_true",
-                             help="read the database password from the first line of stdin "
-                                  "(never in argv or in the environment of a command line)")
+    password = dump_parser.add_mutually_exclusive_group()
+    password.add_argument("--db-password-stdin", action="store_true",
+                          help="read the database password from the first line of stdin "
+                               "(never in argv or in the environment of a command line)")
+    password.add_argument("--db-password-file", metavar="PATH",
+                          help="read the database password from the first line of this file")
+    _add_run_options(dump_parser)
     dump_parser.add_argument("--replace", action="store_true",
                              help="replace a backup of the same name once the new one is complete")
     dump_parser.add_argument("--rotate-keep", type=int, metavar="N",
@@ -351,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore_parser.add_argument("--lock-timeout", type=float, metavar="SECONDS")
     restore_parser.add_argument("--status-file", metavar="PATH")
     _add_identity_options(restore_parser)
+    _add_run_options(restore_parser)
 
     loc = sub.add_parser("locate", parents=[common],
                          help="find a backup by name (fetching it from the cloud)")

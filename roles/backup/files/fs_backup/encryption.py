@@ -94,18 +94,30 @@ def encryption_stage(args) -> Stage | None:
     return Stage("age", argv)
 
 
+def read_secret_file(path: str, what: str, remove: bool = False) -> bytes:
+    """The bytes of a file that holds a secret; deleted once read when ``remove``."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise BackupError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    finally:
+        if remove:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass  # gone already, or the caller's cleanup deletes it
+    return data
+
+
 def read_identity(args) -> bytes | None:
     """The age identity (private key) from stdin or a file, if one was given."""
     data = None
     if getattr(args, "identity_stdin", False):
         data = sys.stdin.buffer.read()
     elif getattr(args, "identity_file", None):
-        try:
-            with open(args.identity_file, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise BackupError(f"cannot read the identity file {args.identity_file}: "
-                              f"{exc.strerror}") from exc
+        data = read_secret_file(args.identity_file, "the identity file",
+                                getattr(args, "remove_secret_files", False))
     if data is None:
         return None
     if b"AGE-SECRET-KEY-1" not in data.upper():

@@ -124,10 +124,11 @@ class _Running:
 class _Tap(threading.Thread):
     """Copies a stage's stdout into the next stage's stdin, keeping its tail."""
 
-    def __init__(self, name: str, src, dst_fd: int):
+    def __init__(self, name: str, src, dst_fd: int, progress=None):
         super().__init__(daemon=True, name=f"{name}-tap")
         self.src = src
         self.dst_fd = dst_fd
+        self.progress = progress
         self.tail = _Tail(OUTPUT_TAIL_BYTES)
         self.bytes = 0
         self.error: OSError | None = None
@@ -138,6 +139,8 @@ class _Tap(threading.Thread):
             while chunk := os.read(src_fd, CHUNK_SIZE):
                 self.bytes += len(chunk)
                 self.tail.add(chunk)
+                if self.progress is not None:
+                    self.progress.add(len(chunk))
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(self.dst_fd, view):]
@@ -150,9 +153,14 @@ class _Tap(threading.Thread):
             self.src.close()
 
 
-def _start_stages(stages: Sequence[Stage], running: list[_Running]) -> None:
-    """Start every stage, chained stdout -> stdin; append each to ``running``."""
+def _start_stages(stages: Sequence[Stage], running: list[_Running], progress=None) -> bool:
+    """Start every stage, chained stdout -> stdin; append each to ``running``.
+
+    The first tap counts its bytes in ``progress`` (a ``progress.Progress``):
+    returns whether one did.
+    """
     upstream = None  # file object or fd the next stage reads
+    counted = False
     for stage in stages:
         stdin = upstream if upstream is not None else subprocess.DEVNULL
         try:
@@ -174,12 +182,14 @@ def _start_stages(stages: Sequence[Stage], running: list[_Running]) -> None:
         upstream = proc.stdout
         if stage.check_output is not None and stage is not stages[-1]:
             read_fd, write_fd = os.pipe()  # both close-on-exec (PEP 446)
-            current.tap = _Tap(stage.name, proc.stdout, write_fd)
+            current.tap = _Tap(stage.name, proc.stdout, write_fd, None if counted else progress)
             current.tap.start()
             upstream = read_fd
+            counted = counted or progress is not None
+    return counted
 
 
-def _copy_to_file(src, fd: int, path: str, tail: _Tail) -> tuple[int, str]:
+def _copy_to_file(src, fd: int, path: str, tail: _Tail, progress=None) -> tuple[int, str]:
     """Read the pipeline's output, hash it and write it to ``fd``."""
     digest = hashlib.sha256()
     total = 0
@@ -189,6 +199,8 @@ def _copy_to_file(src, fd: int, path: str, tail: _Tail) -> tuple[int, str]:
         tail.add(chunk)
         write_all(fd, chunk, path)
         total += len(chunk)
+        if progress is not None:
+            progress.add(len(chunk))
     return total, digest.hexdigest()
 
 
@@ -246,7 +258,7 @@ def _abort(running: list[_Running]) -> None:
 
 
 def run_pipeline(stages: Sequence[Stage], out_path: str, *,
-                 sidecar: bool = True, replace: bool = False) -> PipelineResult:
+                 sidecar: bool = True, replace: bool = False, progress=None) -> PipelineResult:
     """Run ``stages`` as a pipeline and publish their output as ``out_path``.
 
     The output is hashed and written to ``.<name>.partial`` (0600) next to
@@ -258,7 +270,8 @@ def run_pipeline(stages: Sequence[Stage], out_path: str, *,
     Refuses to overwrite an existing ``out_path`` unless ``replace``: then
     the new sidecar is staged as ``.<name>.sha256.partial``, the new file
     renamed over the old one and the staged sidecar renamed over the old
-    sidecar. A failure before the rename leaves the old file AND its
+    sidecar. The bytes written are counted in ``progress`` when given.
+    A failure before the rename leaves the old file AND its
     sidecar as they were; a crash between the two renames leaves the staged
     sidecar, which the next run (under the lock, in ``lock.clean_stale_files``)
     puts in place when it matches the file.
@@ -287,7 +300,8 @@ def run_pipeline(stages: Sequence[Stage], out_path: str, *,
         try:
             with signals_deferred():
                 _start_stages(stages, running)
-            nbytes, digest = _copy_to_file(running[-1].proc.stdout, fd, partial, last_tail)
+            nbytes, digest = _copy_to_file(running[-1].proc.stdout, fd, partial, last_tail,
+                                           progress)
             _wait_and_check(running, last_tail)
             fsync_file(fd, partial)
         finally:
@@ -323,10 +337,12 @@ def run_pipeline(stages: Sequence[Stage], out_path: str, *,
                       for item in running if item.tap is not None})
 
 
-def run_stream(stages: Sequence[Stage]) -> tuple[int, bytes, dict[str, int]]:
+def run_stream(stages: Sequence[Stage], progress=None) -> tuple[int, bytes, dict[str, int]]:
     """Run ``stages``; read and discard the last one's output.
 
-    Returns (bytes read, their tail, bytes through each tapped stage). On any
+    Returns (bytes read, their tail, bytes through each tapped stage). The
+    bytes through the first tapped stage (the SQL a restore loads), or else
+    the bytes read, are counted in ``progress`` when given. On any
     failure the stages are killed (and their on_abort hooks run) and the
     exception re-raised.
     """
@@ -335,11 +351,14 @@ def run_stream(stages: Sequence[Stage]) -> tuple[int, bytes, dict[str, int]]:
     total = 0
     try:
         with signals_deferred():
-            _start_stages(stages, running)
+            if _start_stages(stages, running, progress):
+                progress = None
         src_fd = running[-1].proc.stdout.fileno()
         while chunk := os.read(src_fd, CHUNK_SIZE):
             total += len(chunk)
             tail.add(chunk)
+            if progress is not None:
+                progress.add(len(chunk))
         _wait_and_check(running, tail)
     except BaseException:
         with signals_deferred():

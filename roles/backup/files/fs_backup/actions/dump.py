@@ -50,6 +50,7 @@ import os
 import sys
 import time
 
+from ..encryption import read_secret_file
 from ..errors import BackupError
 from ..execute import run_pipeline
 from ..files import ensure_dir, now_text
@@ -57,6 +58,7 @@ from ..lock import BackupLock, clean_stale_files
 from ..monitoring import ping
 from ..names import ENCRYPTED_SUFFIX, check_name, render_name
 from ..pipelines import build_stages
+from ..progress import Progress
 from ..signals import disarm_signals
 from ..status import record
 from .rotate import rotate_folder
@@ -66,9 +68,18 @@ log = logging.getLogger(__name__)
 
 def run(args) -> dict:
     """Take one backup; return the result dict (printed with --json)."""
+    # Passed on to pg_dump by name (-e PGPASSWORD), never in an argv.
     if getattr(args, "db_password_stdin", False):
-        # Passed on to pg_dump by name (-e PGPASSWORD), never in an argv.
         os.environ["PGPASSWORD"] = sys.stdin.readline().rstrip("\n")
+    elif getattr(args, "db_password_file", None):
+        data = read_secret_file(args.db_password_file, "the password file",
+                                getattr(args, "remove_secret_files", False))
+        os.environ["PGPASSWORD"] = data.decode("utf-8").split("\n", 1)[0]
+    with Progress(getattr(args, "progress_file", None)) as progress:
+        return _dump(args, progress)
+
+
+def _dump(args, progress: Progress) -> dict:
     dest_dir = os.path.abspath(args.dest_dir)
     where = (f"container {args.db_container}" if args.db_container
              else f"{args.db_host}:{args.db_port}")
@@ -78,6 +89,7 @@ def run(args) -> dict:
     lock = BackupLock(args.lock_file, args.lock_timeout,
                       what=f"dump {args.db_name} to {dest_dir}")
     plan = None
+    progress.note("waiting for the backup lock (another backup runs)")
     with lock:
         clean_stale_files(dest_dir, lock.acquired_at)
         name = args.name or render_name(args.name_format, time.time(), args.utc)
@@ -88,7 +100,9 @@ def run(args) -> dict:
         log.info("dumping database %s (%s) to %s", args.db_name, where, path)
         log.info("pipeline: %s", " | ".join(
             stage.name if stage.name == "age" else stage.describe() for stage in stages))
-        result = run_pipeline(stages, path, replace=bool(getattr(args, "replace", False)))
+        progress.count("written")
+        result = run_pipeline(stages, path, replace=bool(getattr(args, "replace", False)),
+                              progress=progress)
         # The backup is out: a late signal no longer changes the outcome.
         disarm_signals()
         sql = result.tapped_bytes.get("pg_dump")

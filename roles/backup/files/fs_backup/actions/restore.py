@@ -26,6 +26,7 @@ from ..lock import DEFAULT_LOCK_FILE, DEFAULT_LOCK_TIMEOUT, BackupLock
 from ..names import check_request_name
 from ..pipelines import source_stages
 from ..postgresql import database_exists, load_stage, psql, quote_ident, quote_literal
+from ..progress import Progress
 from ..signals import disarm_signals, signals_deferred
 from ..status import record
 from .locate import locate
@@ -70,21 +71,29 @@ def run(args) -> dict:
     """Load a backup into a new database, then swap it for the live one."""
     if args.name:
         check_request_name(args.name)  # before anything, even the configuration
+    identity = read_identity(args)  # a secret file is read (and removed) at once
+    with Progress(getattr(args, "progress_file", None)) as progress:
+        return _restore(args, identity, progress)
+
+
+def _restore(args, identity: bytes | None, progress: Progress) -> dict:
     config = load_config(args.config) if args.config else None
     _fill_from_config(args, config)
     if args.name:
         if config is None:
             raise BackupError("--name needs --config (to know the folders)")
+        progress.note("finding the backup (a cloud copy is downloaded)")
         path = locate(config, args.name)["path"]
     else:
         path = os.path.abspath(args.file)
+    progress.note("checking the backup's checksum")
     digest, _sidecar = verify_checksum(path)
-    identity = read_identity(args)
     stamp = time.strftime("%Y%m%d%H%M%S")
     live = args.db_name
     new = f"{live}__restore_{stamp}"[:63]
     old = f"{live}__before_{stamp}"[:63]
     started = time.monotonic()
+    progress.note("waiting for the backup lock (another backup runs)")
     with BackupLock(args.lock_file or DEFAULT_LOCK_FILE, args.lock_timeout,
                     what=f"restore {os.path.basename(path)} into {live}"):
         exists = _create_like(args, live, new)
@@ -94,9 +103,11 @@ def run(args) -> dict:
             with KeyPipes() as keys:
                 stages = source_stages(path, identity, keys)
                 stages.append(load_stage(args, new))
-                _bytes, _tail, tapped = run_stream(stages)
+                progress.count("of SQL loaded")
+                _bytes, _tail, tapped = run_stream(stages, progress)
                 sql_bytes = tapped.get(stages[-2].name, 0)
             loaded = time.monotonic() - started
+            progress.note("swapping the databases")
             disarm_signals()
             if exists:
                 _swap(args, live, new, old)
