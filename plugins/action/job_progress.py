@@ -3,9 +3,8 @@
 """Action plugin: wait for an async job with a line of progress.
 
 Documented in plugins/modules/job_progress.py. It passes the module the
-remote shell's async directory unless the task gives one (as ``async_status``'s action does); once the
-job has ended, the answer is ``async_status``'s (the job's own result), and
-the job file is cleaned up.
+remote shell's async directory unless the task gives one, as
+``async_status``'s action does.
 """
 
 from __future__ import annotations
@@ -23,17 +22,6 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         if not args.get("async_dir"):
             args["async_dir"] = self.get_shell_option("async_dir", default="~/.ansible_async")
-        args["async_dir"] = async_dir = self._remote_expand_user(args["async_dir"])
-        probe = self._execute_module(module_name="fieldservice.deploy.job_progress", module_args=args,
-                                     task_vars=task_vars)
-        if probe.get("failed") or not probe.get("finished"):
-            return merge_hash(result, probe)
-        status_args = {"jid": probe["ansible_job_id"], "_async_dir": async_dir}
-        status = self._execute_module(module_name="ansible.legacy.async_status", module_args=status_args,
-                                      task_vars=task_vars)
-        self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                             module_args={**status_args, "mode": "cleanup"})
-        status["finished"] = True
-        status["progress"] = probe.get("progress", "")
-        status.pop("results_file", None)
-        return merge_hash(result, status)
+        args["async_dir"] = self._remote_expand_user(args["async_dir"])
+        return merge_hash(result, self._execute_module(module_name="fieldservice.deploy.job_progress",
+                                                       module_args=args, task_vars=task_vars))

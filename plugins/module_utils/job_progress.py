@@ -44,6 +44,15 @@ def job_state(job_path: str) -> bool:
     return "started" not in data or bool(data.get("finished"))
 
 
+def job_result(job_path: str) -> dict:
+    """The result of a finished job, as ``async_status`` gives it: the job
+    file's JSON with ``finished`` true."""
+    with open(job_path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data["finished"] = True
+    return data
+
+
 def wait_for_job(job_path: str, wait: float, step: float = 0.1,
                  clock=time.monotonic, sleep=time.sleep) -> bool:
     """Wait up to ``wait`` seconds for the job to finish; whether it did."""
@@ -69,14 +78,17 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def file_progress(path: str) -> str:
-    """The line of a backup program's progress file; "" when there is none yet.
+def file_progress(path: str, since: float | None = None) -> str:
+    """The line of a backup program's progress file; "" when there is none yet
+    (or only one older than ``since``, epoch seconds: another run's).
 
     ``{"note": "..."}`` is said as is, ``{"bytes": N, "verb": "written"}`` as
     ``12.3 MB written``.
     """
     try:
         with open(path, encoding="utf-8") as handle:
+            if since is not None and os.fstat(handle.fileno()).st_mtime < since:
+                return ""
             data = json.load(handle)
     except (OSError, ValueError):
         return ""

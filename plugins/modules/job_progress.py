@@ -27,7 +27,8 @@ description:
   - >-
     When the job has ended, the answer is the job's own result, as
     M(ansible.builtin.async_status) gives it (C(rc), C(stdout), C(failed), ...), plus RV(finished)
-    and RV(progress); the job file and O(progress_file) are then removed.
+    and RV(progress); the job file and O(progress_file) are then removed (one call for what
+    C(async_status) does in its two modes).
   - >-
     An action plugin runs it (it knows the async directory of the remote shell).
 version_added: "0.5.0"
@@ -80,7 +81,7 @@ attributes:
 EXAMPLES = r"""
 - name: Start the backup
   ansible.builtin.command:
-    argv: [/opt/fs-backup/current/fs-backup, dump, --progress-file, /dev/shm/fs-backup.x/progress]
+    argv: [/opt/fs-backup/current/fs-backup, dump, --progress-file, /opt/backups/.fs_backup.progress]
   async: 3600
   poll: 0
   register: backup_job
@@ -88,7 +89,7 @@ EXAMPLES = r"""
 - name: Wait for the backup
   fieldservice.deploy.job_progress:
     jid: "{{ backup_job.ansible_job_id }}"
-    progress_file: /dev/shm/fs-backup.x/progress
+    progress_file: /opt/backups/.fs_backup.progress
   register: backup_result
   until: backup_result.finished
   retries: 1800
@@ -111,7 +112,9 @@ ansible_job_id:
   type: str
 """
 
+import json
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -160,7 +163,7 @@ def main() -> None:
                          ansible_job_id=p["jid"], finished=True, progress="")
     progress = ""
     if p["progress_file"]:
-        progress = jobs.file_progress(p["progress_file"])
+        progress = jobs.file_progress(p["progress_file"], since=started - 1)
         if finished:
             try:
                 os.unlink(p["progress_file"])
@@ -168,7 +171,19 @@ def main() -> None:
                 pass
     elif p["dockerfile"] and not finished:
         progress = _build_progress(p["dockerfile"], p["docker_host"], started - 1)
-    module.exit_json(changed=False, finished=finished, progress=progress, ansible_job_id=p["jid"])
+    if not finished:
+        module.exit_json(changed=False, finished=False, progress=progress, ansible_job_id=p["jid"])
+    # The job's own result, passed on as it is (what async_status does): the
+    # job's module made it, warnings and all; then its file goes.
+    try:
+        result = jobs.job_result(job_path)
+        os.unlink(job_path)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg=f"cannot read the result of job {p['jid']}: {exc}", ansible_job_id=p["jid"],
+                         finished=True, progress=progress)
+    result.update(ansible_job_id=p["jid"], progress=progress)
+    print(f"\n{json.dumps(result)}")  # pylint: disable=ansible-bad-function
+    sys.exit(0)  # pylint: disable=ansible-bad-function
 
 
 if __name__ == "__main__":

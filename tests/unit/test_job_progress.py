@@ -5,6 +5,7 @@ the engine's intermediate container, numbered as the classic builder does."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given
@@ -77,6 +78,9 @@ def test_the_backup_programs_progress_file(tmp_path):
     assert jp.file_progress(str(path)) == "12.3 MB written"
     path.write_text(json.dumps({"verb": "of SQL loaded", "bytes": 0}))
     assert jp.file_progress(str(path)) == "0 bytes of SQL loaded"
+    # another run's file (older than this job) says nothing
+    os.utime(path, (1000, 1000))
+    assert jp.file_progress(str(path), since=2000) == "" and jp.file_progress(str(path), since=999) != ""
     for broken in ("{", "[]", '{"bytes": "x", "verb": "written"}', '{"verb": "written"}'):
         path.write_text(broken)
         assert jp.file_progress(str(path)) == "", broken
@@ -141,3 +145,10 @@ def test_the_newest_intermediate_container_of_the_job():
     assert jp.newest_intermediate(listed, since=100) == "step4"
     assert jp.newest_intermediate(listed, since=161) is None
     assert jp.newest_intermediate([], since=0) is None
+
+
+def test_a_finished_jobs_result_is_the_job_file_with_finished(tmp_path):
+    job = tmp_path / "j"
+    job.write_text(json.dumps({"rc": 3, "stdout": "x", "failed": True, "msg": "non-zero return code"}))
+    assert jp.job_result(str(job)) == {"rc": 3, "stdout": "x", "failed": True, "msg": "non-zero return code",
+                                       "finished": True}
