@@ -114,7 +114,6 @@ ansible_job_id:
 
 import json
 import os
-import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -163,7 +162,9 @@ def main() -> None:
                          ansible_job_id=p["jid"], finished=True, progress="")
     progress = ""
     if p["progress_file"]:
-        progress = jobs.file_progress(p["progress_file"], since=started - 1)
+        # a file older than the job is another run's (the job file of a job that
+        # has ended is as old as its end, after the job's last write)
+        progress = jobs.file_progress(p["progress_file"], since=None if finished else started - 1)
         if finished:
             try:
                 os.unlink(p["progress_file"])
@@ -183,7 +184,6 @@ def main() -> None:
                          finished=True, progress=progress)
     result.update(ansible_job_id=p["jid"], progress=progress)
     print(f"\n{json.dumps(result)}")  # pylint: disable=ansible-bad-function
-    sys.exit(0)  # pylint: disable=ansible-bad-function
 
 
 if __name__ == "__main__":
