@@ -112,7 +112,6 @@ ansible_job_id:
   type: str
 """
 
-import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -174,8 +173,7 @@ def main() -> None:
         progress = _build_progress(p["dockerfile"], p["docker_host"], started - 1)
     if not finished:
         module.exit_json(changed=False, finished=False, progress=progress, ansible_job_id=p["jid"])
-    # The job's own result, passed on as it is (what async_status does): the
-    # job's module made it, warnings and all; then its file goes.
+    # The job's own result, passed on (what async_status does); then its file goes.
     try:
         result = jobs.job_result(job_path)
         os.unlink(job_path)
@@ -183,7 +181,14 @@ def main() -> None:
         module.fail_json(msg=f"cannot read the result of job {p['jid']}: {exc}", ansible_job_id=p["jid"],
                          finished=True, progress=progress)
     result.update(ansible_job_id=p["jid"], progress=progress)
-    print(f"\n{json.dumps(result)}")  # pylint: disable=ansible-bad-function
+    # the job's warnings become the wait's (exit_json takes none as arguments)
+    for warning in result.pop("warnings", None) or []:
+        module.warn(str(warning.get("msg", warning)) if isinstance(warning, dict) else str(warning))
+    result.pop("deprecations", None)
+    if result.get("failed"):
+        result.setdefault("msg", f"job {p['jid']} failed")
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
