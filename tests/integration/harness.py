@@ -7,7 +7,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -135,6 +137,41 @@ def add_changelog_entry(src: str, version: str, date: str = "2026-03-01") -> Non
         fh.write(head + entry + sep + rest)
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections (and to bind(0))."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low, high = (int(x) for x in fh.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(low: int = 20000) -> int:
+    """A port P with P and P+1 free on loopback, below the kernel's ephemeral
+    range: a port inside it can be taken at any moment by an outgoing
+    connection (a test's client, PostgreSQL's) between this choice and the
+    container that publishes it (CI saw ``bind: address already in use``)."""
+    ephemeral = _ephemeral_ports()
+    high = (ephemeral.start if ephemeral.start > low + 1000 else 65535) - 2
+    for _ in range(200):
+        port = random.randint(low, high)  # noqa: S311 - not a secret
+        if port in ephemeral or port + 1 in ephemeral:
+            continue
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError(f"no two free loopback ports next to each other in {low}..{high}")
+
+
 @dataclass
 class Deployment:
     """One isolated app on this machine: its own names, root and ports."""
@@ -160,7 +197,7 @@ class Deployment:
         (tests/integration/conftest.py, the xdist group "crontab")."""
         name = f"{prefix}_{uuid.uuid4().hex[:6]}"
         work = workdir(name)
-        d = cls(name=name, workdir=work, telegram_port=20000 + int(uuid.uuid4().hex[:4], 16) % 20000)
+        d = cls(name=name, workdir=work, telegram_port=free_port_pair())
         d.extravars.update({
             "app_telegram_api_base": f"http://{name}_telegram:8081",
             "code_sync_source_dir": os.path.join(work, "src"),
