@@ -11,6 +11,7 @@ as is.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -241,6 +242,40 @@ def _unlink_quiet(path: str) -> None:
         pass
 
 
+def _place(partial: str, final: str, root: str, release_id: str) -> bool:
+    """Rename the unpacked ``partial`` to ``final``; False when a complete
+    release got there first. An incomplete one (no REVISION: left by a run
+    older than the partial directories) is moved aside under a partial name
+    (one rename, so a complete release another run puts in place meanwhile
+    is never deleted) and removed."""
+    for _attempt in range(5):
+        if release_present(root, release_id):
+            return False
+        try:
+            os.rename(partial, final)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if release_present(root, release_id):
+            return False
+        aside = f"{partial}-aside"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            continue
+        if os.path.isfile(os.path.join(aside, "REVISION")):
+            # a complete one arrived between the check and the move: back
+            try:
+                os.rename(aside, final)
+            except OSError:
+                pass  # another complete one is in place already
+        shutil.rmtree(aside, ignore_errors=True)
+    if release_present(root, release_id):
+        return False
+    raise ReleaseStoreError(f"cannot put the release {release_id} in place: {final} keeps changing")
+
+
 def unpack(root: str, release_id: str, archive: str, revision: str, check: bool = False) -> bool:
     """Put an uploaded archive in place as ``releases/<id>/``.
 
@@ -280,18 +315,9 @@ def unpack(root: str, release_id: str, archive: str, revision: str, check: bool 
         with open(os.path.join(partial, "REVISION"), "w", encoding="utf-8") as fh:
             fh.write(revision if revision.endswith("\n") else revision + "\n")
         os.chmod(os.path.join(partial, "REVISION"), 0o644)
-        if release_present(root, release_id):
+        if not _place(partial, final, root, release_id):
             _unlink_quiet(archive)
             return False
-        if os.path.exists(final):  # an incomplete release (no REVISION): replaced
-            shutil.rmtree(final)
-        try:
-            os.rename(partial, final)
-        except OSError:
-            if release_present(root, release_id):
-                _unlink_quiet(archive)
-                return False
-            raise
     finally:
         if os.path.exists(partial):
             shutil.rmtree(partial, ignore_errors=True)

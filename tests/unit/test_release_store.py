@@ -229,6 +229,21 @@ def test_runs_that_unpack_and_activate_the_same_release_at_once_all_succeed(tmp_
     assert [n for n in os.listdir(root) if n.startswith(".current.new")] == []
 
 
+def test_an_incomplete_release_directory_is_replaced_by_the_unpacked_one(tmp_path):
+    """A release directory without REVISION (left by a run older than the
+    partial directories) is replaced; nothing of it remains."""
+    root = str(tmp_path)
+    rel = os.path.join(root, "releases", "r1")
+    os.makedirs(os.path.join(rel, "half"))
+    with open(os.path.join(rel, "half", "old.py"), "w") as fh:
+        fh.write("old\n")
+    archive = os.path.join(root, "releases", ".r1.tar.gz")
+    make_archive(archive, {"app/main.py": "print(1)\n"})
+    assert store.unpack(root, "r1", archive, "r1") is True
+    assert sorted(os.listdir(rel)) == ["REVISION", "app"]
+    assert sorted(os.listdir(os.path.join(root, "releases"))) == ["r1"]
+
+
 def test_a_partial_directory_of_a_killed_run_goes_only_when_stale(tmp_path):
     root = str(tmp_path)
     base = os.path.join(root, "releases")
