@@ -58,13 +58,38 @@ def database_url(user: str, password: str, host: str, port, name: str) -> str:
     return f"postgresql://{quote(str(user), safe='')}:{quote(str(password), safe='')}@{host}:{port}/{name}"
 
 
-def service_secret_env(resolved, url: str, app_secret_env: dict, per_service: dict) -> dict:
+def service_secret_env(resolved, url: str, app_secret_env: dict, per_service: dict,
+                       webhook_secrets: dict | None = None) -> dict:
     """Each service's secret environment: DATABASE_URL (unless the service's
-    own env sets one), then app_secret_env, then its own secrets."""
+    own env sets one), then app_secret_env, then its own secrets, then (a
+    webhook service) its webhook secret in its ``webhook_secret_env``, the
+    one the proxy checks and Telegram was given."""
     out = {}
     for svc in _services(resolved, "service_secret_env"):
+        svc = services.resolve(svc)
         base = {} if "DATABASE_URL" in (svc.get("env") or {}) else {"DATABASE_URL": url}
-        out[svc["name"]] = {**base, **(app_secret_env or {}), **((per_service or {}).get(svc["name"]) or {})}
+        env = {**base, **(app_secret_env or {}), **((per_service or {}).get(svc["name"]) or {})}
+        secret = (webhook_secrets or {}).get(svc["name"])
+        if secret and svc["webhook_secret_env"]:
+            env[svc["webhook_secret_env"]] = secret
+        out[svc["name"]] = env
+    return out
+
+
+def webhook_secrets_given(resolved, secret_env: dict, webhook_secrets: dict) -> dict:
+    """The webhook secrets the user gave, by service: ``webhook_secrets``,
+    else the one already in the service's secret environment (its
+    ``webhook_secret_env``, e.g. a WEBHOOK_SECRET kept in Vault), so that a
+    secret the app was given before is the one registered and checked."""
+    out = {}
+    for svc in _services(resolved, "webhook_secrets_given"):
+        svc = services.resolve(svc)
+        if svc["mode"] != "webhook":
+            continue
+        given = (webhook_secrets or {}).get(svc["name"]) or \
+            ((secret_env or {}).get(svc["name"]) or {}).get(svc["webhook_secret_env"] or "")
+        if given:
+            out[svc["name"]] = str(given)
     return out
 
 
@@ -93,6 +118,27 @@ def upstream_conf(service: str, app: str, release: str, port) -> str:
     return switch.upstream_conf(service, release or "", host, int(port))
 
 
+def webhook_url(public_url: str, svc: dict) -> str:
+    """The URL Telegram posts a webhook service's updates to (empty when
+    ``public_url`` is, or the service is no proxied webhook service)."""
+    return services.webhook_url(str(public_url or ""), services.resolve(svc))
+
+
+def webhook_checks(resolved, secret_env: dict, public_url: str) -> list[dict]:
+    """What the health check asks Telegram about: each webhook service
+    (with the URL it must point at, when the deploy registers it) and each
+    polling one (no webhook may be set for it), that has a bot token."""
+    out = []
+    for svc in _services(resolved, "webhook_checks"):
+        svc = services.resolve(svc)
+        token = ((secret_env or {}).get(svc["name"]) or {}).get(svc["token_env"])
+        if svc["mode"] not in ("webhook", "polling") or not token:
+            continue
+        url = services.webhook_url(str(public_url or ""), svc) if svc["register_webhook"] else ""
+        out.append({"service": svc["name"], "mode": svc["mode"], "token": str(token), "url": url})
+    return out
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -103,4 +149,7 @@ class FilterModule:
             "container_names": container_names,
             "service_containers": service_containers,
             "upstream_conf": upstream_conf,
+            "webhook_url": webhook_url,
+            "webhook_secrets_given": webhook_secrets_given,
+            "webhook_checks": webhook_checks,
         }

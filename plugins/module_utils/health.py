@@ -21,7 +21,8 @@ tested without Docker. ``run_health_check`` fetches the data through a client
 retries until everything passes or the timeout expires. Critical log lines and
 a crash loop cannot heal within one check, so they fail at once.
 
-Plain stdlib: runs with or without Ansible.
+Plain stdlib, but for the Bot API calls of the webhook checks (module_utils/telegram:
+ansible's open_url).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import calendar
 import re
 import time
 
+from ansible_collections.fieldservice.deploy.plugins.module_utils import telegram
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import (
     DockerAPIError,
     DockerError,
@@ -47,6 +49,10 @@ DEFAULTS = {
     "critical_patterns": DEFAULT_CRITICAL_PATTERNS,
     "timeout": 60.0,
     "interval": 2.0,
+    "webhooks": [],
+    "webhook_max_pending": 100,
+    "proxy_container": None,
+    "refused_window": 86400.0,
 }
 HEARTBEAT_SQL = "SELECT service, release, EXTRACT(EPOCH FROM (now() - beat_at)) FROM {table}"
 TABLE_SQL = "SELECT to_regclass('{table}') IS NOT NULL"
@@ -64,6 +70,8 @@ PRIO_CONTAINER = 2
 PRIO_DOCKER = 3
 PRIO_DATABASE = 4
 PRIO_HEARTBEAT = 5
+PRIO_WEBHOOK = 6
+REFUSED_MARK = "webhook refused: "  # what the proxy logs for a request without the secret (roles/proxy)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}\Z")
 _DOCKER_TIME = re.compile(
@@ -513,12 +521,24 @@ def normalize_params(params: dict) -> dict:
             "heartbeat": mode,
         })
     p["services"] = clean
+    hooks = []
+    for i, hook in enumerate(p.get("webhooks") or []):
+        if not isinstance(hook, dict) or not hook.get("service") or not hook.get("token"):
+            raise ValueError(f"webhooks[{i}] needs a service and a token")
+        if hook.get("mode") not in ("webhook", "polling"):
+            raise ValueError(f"webhooks[{i}].mode must be webhook or polling")
+        hooks.append({"service": str(hook["service"]), "mode": hook["mode"], "token": str(hook["token"]),
+                      "url": str(hook.get("url") or "")})
+    p["webhooks"] = hooks
+    if hooks and not p.get("telegram_api_base"):
+        raise ValueError("telegram_api_base is required with webhooks")
+    p["webhook_max_pending"] = int(p.get("webhook_max_pending") or 100)
     if not p.get("db_container"):
         raise ValueError("db_container is required")
     p["heartbeat_query"] = heartbeat_query(p["heartbeat_table"])
     p["table_query"] = table_query(p["heartbeat_table"])
     p["patterns"] = compile_patterns(p["critical_patterns"] or [])
-    for key in ("heartbeat_max_age", "timeout", "interval"):
+    for key in ("heartbeat_max_age", "timeout", "interval", "refused_window"):
         try:
             p[key] = float(p[key])
         except (TypeError, ValueError) as exc:
@@ -609,10 +629,52 @@ def _attempt(client, p: dict, tracked: dict, exec_timeout: float) -> dict:
             else:
                 detail = error or first_line(err) or f"psql exit code {code}"
                 database["error"] = f"heartbeat query failed: {detail}"
-    return evaluate(
+    webhooks = _webhooks(p, tracked, errors)
+    report = evaluate(
         p["services"], inspects, critical, database, heartbeats,
         heartbeat_max_age=p["heartbeat_max_age"], baselines=baselines, errors=errors, table=missing_table,
     )
+    report["webhooks"] = webhooks
+    return report
+
+
+def _webhooks(p: dict, tracked: dict, errors: list) -> dict:
+    """Ask Telegram (getWebhookInfo) about each bot of ``p["webhooks"]``; what
+    is wrong goes to ``errors``; returns what it said, by service."""
+    out = {}
+    for hook in p["webhooks"]:
+        name = hook["service"]
+        try:
+            info = p["telegram_api"](p["telegram_api_base"], hook["token"], "getWebhookInfo")
+        except telegram.TelegramError as exc:
+            errors.append(_failure(name, "webhook", f"cannot ask Telegram about its webhook: {exc}",
+                                   PRIO_WEBHOOK))
+            continue
+        seen = tracked.setdefault(f"webhook:{name}", {"first_pending": None})
+        pending = int(info.get("pending_update_count") or 0)
+        problems = telegram.webhook_problems(info, hook["mode"], hook["url"], since=p["started_at"],
+                                             first_pending=seen["first_pending"],
+                                             max_pending=p["webhook_max_pending"])
+        if seen["first_pending"] is None:
+            seen["first_pending"] = pending
+        errors.extend(_failure(name, "webhook", f"{name}: {problem}", PRIO_WEBHOOK) for problem in problems)
+        out[name] = {"url": str(info.get("url") or ""), "pending_update_count": pending,
+                     "last_error_message": str(info.get("last_error_message") or ""), "ok": not problems}
+    return out
+
+
+def refused_requests(log_text: str) -> int:
+    """How many webhook requests the proxy refused (no valid secret header) in ``log_text``."""
+    return sum(1 for line in _lines(log_text) if REFUSED_MARK in line)
+
+
+def _refused(client, container: str, since: float) -> int | None:
+    """Webhook requests the proxy refused since ``since`` (None: its logs could not be read)."""
+    try:
+        text = client.container_logs(container, since=since)
+    except DockerError:
+        return None
+    return refused_requests(text)
 
 
 def run_health_check(client, params: dict, clock=time.time, sleep=time.sleep) -> dict:
@@ -624,6 +686,8 @@ def run_health_check(client, params: dict, clock=time.time, sleep=time.sleep) ->
     """
     p = normalize_params(params)
     start = clock()
+    p["started_at"] = start - 1  # Telegram's error dates are whole seconds
+    p.setdefault("telegram_api", telegram.call)
     attempts = 0
     tracked: dict = {}
     while True:
@@ -647,6 +711,10 @@ def run_health_check(client, params: dict, clock=time.time, sleep=time.sleep) ->
             break
         sleep(min(p["interval"], remaining))
     report.pop("permanent", None)
+    report.setdefault("webhooks", {})
+    if p.get("proxy_container"):
+        since = clock() - p["refused_window"]
+        report["refused_webhook_requests"] = _refused(client, p["proxy_container"], since)
     report["attempts"] = attempts
     report["elapsed"] = round(clock() - start, 3)
     return report

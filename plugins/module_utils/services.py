@@ -30,6 +30,20 @@ A service (``app_services`` item) has a ``name`` and a ``command`` and may set:
 * ``public_path``: the URL prefix the proxy routes to it (default
   ``/<name>/`` for blue_green, else none); ``proxied`` follows from it;
 * ``env``, ``stop_timeout``.
+
+A ``webhook`` service also has (docs/security.md):
+
+* ``webhook_path``: the one path under ``public_path`` that the proxy lets
+  in from the internet (default ``/webhook``; every other path of the
+  service, its readiness endpoint too, answers 404 there);
+* ``register_webhook``: the deploy registers it with Telegram (``setWebhook``)
+  when ``app_public_url`` is set (default true);
+* ``token_env``: the variable of its secret environment that holds its bot
+  token (default ``BOT_TOKEN``);
+* ``webhook_secret_env``: the variable the service is given its webhook
+  secret in (default ``WEBHOOK_SECRET``; empty: not given);
+* ``allowed_updates``: the update types registered (default: not sent,
+  Telegram keeps what it had).
 """
 
 from __future__ import annotations
@@ -42,6 +56,9 @@ DEFAULT_MODE = "polling"
 DEFAULT_PORT = 8080
 DEFAULT_READINESS_PATH = "/ready"
 DEFAULT_READY_AFTER = 5.0
+DEFAULT_WEBHOOK_PATH = "/webhook"
+DEFAULT_TOKEN_ENV = "BOT_TOKEN"
+DEFAULT_WEBHOOK_SECRET_ENV = "WEBHOOK_SECRET"
 DOCS_READINESS = "docs/zero-downtime.md#readiness"
 DOCS_STRATEGIES = "docs/zero-downtime.md#strategies"
 
@@ -115,7 +132,26 @@ def resolve(svc: dict) -> dict:
         proxied=len(public_path) > 0,
         env=dict(svc.get("env") or {}),
     )
+    webhook = mode == "webhook"
+    out.update(
+        webhook_path=(str(svc["webhook_path"]) if _given(svc, "webhook_path") else DEFAULT_WEBHOOK_PATH)
+        if webhook else "",
+        register_webhook=webhook and (bool(svc["register_webhook"]) if _given(svc, "register_webhook")
+                                      else True),
+        token_env=str(svc["token_env"]) if _given(svc, "token_env") else DEFAULT_TOKEN_ENV,
+        webhook_secret_env=(str(svc["webhook_secret_env"]) if _given(svc, "webhook_secret_env")
+                            else DEFAULT_WEBHOOK_SECRET_ENV) if webhook else "",
+        allowed_updates=list(svc["allowed_updates"]) if _given(svc, "allowed_updates") else None,
+    )
     return out
+
+
+def webhook_url(public_url: str, svc: dict) -> str:
+    """The public URL Telegram posts a webhook service's updates to:
+    ``app_public_url`` + its ``public_path`` + its ``webhook_path``."""
+    if not public_url or svc.get("mode") != "webhook" or not svc.get("public_path"):
+        return ""
+    return public_url.rstrip("/") + svc["public_path"] + svc["webhook_path"].lstrip("/")
 
 
 def container_name(app: str, service: str, release: str) -> str:

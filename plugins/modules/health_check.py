@@ -89,6 +89,52 @@ options:
     description: Seconds between two attempts.
     type: float
     default: 2
+  webhooks:
+    description:
+      - >-
+        Bots to ask Telegram about (C(getWebhookInfo)). A webhook service fails when its webhook
+        points elsewhere than its O(webhooks[].url), when Telegram reports a delivery error dated
+        after the check began, or when more than O(webhook_max_pending) updates wait and their
+        number grows during the check. A polling service fails when a webhook is set for its bot
+        (its C(getUpdates) then fails with 409).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      service:
+        description: The service's name.
+        type: str
+        required: true
+      mode:
+        description: How it receives updates.
+        type: str
+        choices: [webhook, polling]
+        required: true
+      token:
+        description: Its bot token (never logged).
+        type: str
+        required: true
+      url:
+        description: The URL its webhook must point at (a webhook service).
+        type: str
+        default: ""
+  telegram_api_base:
+    description: Base URL of the Bot API as this host reaches it; required with O(webhooks).
+    type: str
+  webhook_max_pending:
+    description: Updates that may wait for a webhook service before a growing number of them fails the check.
+    type: int
+    default: 100
+  proxy_container:
+    description:
+      - >-
+        The proxy's container; RV(refused_webhook_requests) then counts the webhook requests it
+        refused (no valid C(X-Telegram-Bot-Api-Secret-Token)) in the last O(refused_window) seconds.
+    type: str
+  refused_window:
+    description: Seconds of the proxy's logs in which refused webhook requests are counted.
+    type: float
+    default: 86400
   fail_on_unhealthy:
     description:
       - "When true, the task fails with the message C(Health check: FAILED) followed by the reason
@@ -217,6 +263,31 @@ database:
       description: The error, null when none.
       type: str
   sample: {reachable: true, error: null}
+webhooks:
+  description: Per bot of O(webhooks) (by service name) what Telegram said of its webhook.
+  returned: always
+  type: dict
+  contains:
+    url:
+      description: The URL Telegram posts to (empty, none).
+      type: str
+    pending_update_count:
+      description: Updates waiting for it.
+      type: int
+    last_error_message:
+      description: Telegram's last delivery error (empty, none).
+      type: str
+    ok:
+      description: Whether its webhook is as it should be.
+      type: bool
+  sample:
+    admin_bot: {url: "https://bot.example.com/admin_bot/webhook", pending_update_count: 0,
+                last_error_message: "", ok: true}
+refused_webhook_requests:
+  description: Webhook requests the proxy refused in the last O(refused_window) seconds (null, logs unread).
+  returned: when O(proxy_container) is given
+  type: int
+  sample: 3
 attempts:
   description: Number of attempts made.
   returned: always
@@ -260,9 +331,24 @@ ARGUMENT_SPEC = {
     "timeout": {"type": "float", "default": 60},
     "interval": {"type": "float", "default": 2},
     "fail_on_unhealthy": {"type": "bool", "default": True},
+    "webhooks": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "service": {"type": "str", "required": True},
+            "mode": {"type": "str", "choices": ["webhook", "polling"], "required": True},
+            "token": {"type": "str", "required": True, "no_log": True},
+            "url": {"type": "str", "default": ""},
+        },
+    },
+    "telegram_api_base": {"type": "str"},
+    "webhook_max_pending": {"type": "int", "default": 100},
+    "proxy_container": {"type": "str"},
+    "refused_window": {"type": "float", "default": 86400},
     **docker_spec(),
 }
-REPORT_KEYS = ("status", "reason", "failures", "services", "database", "attempts", "elapsed")
+REPORT_KEYS = ("status", "reason", "failures", "services", "database", "webhooks", "attempts", "elapsed")
 
 
 def main() -> None:
@@ -275,6 +361,8 @@ def main() -> None:
         module.fail_json(msg=f"Invalid parameters: {exc}", changed=False)
     result = {"changed": False}
     result.update({k: report[k] for k in REPORT_KEYS})
+    if "refused_webhook_requests" in report:
+        result["refused_webhook_requests"] = report["refused_webhook_requests"]
     if report["status"] == FAILED and p["fail_on_unhealthy"]:
         module.fail_json(msg=f"Health check: FAILED ({report['reason']})", **result)
     module.exit_json(**result)

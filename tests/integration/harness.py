@@ -239,6 +239,12 @@ class Deployment:
     def log_dir(self) -> str:
         return os.path.join(self.workdir, "deployment_logs")
 
+    def webhook_secret(self, service: str = "admin_bot") -> str:
+        """The webhook secret the deploy made for a service (roles/webhook)."""
+        path = os.path.join(self.app_root, "shared", "webhooks", f"{service}.secret")
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+
     def vars(self, **extra) -> dict:
         base = {
             "app_name": self.name,
@@ -329,6 +335,10 @@ class Deployment:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read() or b"null")
+
+    def telegram_api(self, token: str, method: str, **params):
+        """Call a Bot API method of the stand-in (as Telegram's own API), its result."""
+        return self.telegram("POST", f"/bot{token}/{method}", params)["result"]
 
     def destroy(self) -> None:
         """Remove every container, network, volume, image, directory and cron

@@ -42,6 +42,7 @@ class LoadGenerator:
     first_update_id: int = 1_000_000
     chat_id: int = 4242
     chats: int = 1  # updates come from chat_id, chat_id + 1, ... in turn
+    headers: dict = field(default_factory=dict)  # sent with every request (Telegram's secret header)
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -111,7 +112,7 @@ class LoadGenerator:
     def _worker(self) -> None:
         conn: http.client.HTTPConnection | None = None
         headers = {"Content-Type": "application/json",
-                   "Connection": "keep-alive" if self.keepalive else "close"}
+                   "Connection": "keep-alive" if self.keepalive else "close", **self.headers}
         while True:
             ticket = self._tickets.get()
             if ticket is None:

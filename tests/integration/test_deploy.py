@@ -8,10 +8,13 @@ removes every trace of it afterwards.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -26,6 +29,7 @@ from harness import (
     make_source,
     ran_tasks,
 )
+from traffic import SECRET_HEADER, proxy_port
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +112,68 @@ def assert_no_secret(secrets: dict, where: str, text: str) -> None:
         assert value not in text, f"secret {name} appears in {where}"
 
 
+def post(url: str, body: dict, headers: dict | None = None) -> int:
+    """The status of a POST (an error status too)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def check_the_webhook_is_guarded(d: Deployment, admin_token: str) -> str:
+    """After the first deploy: the admin bot's webhook is registered with its
+    secret, only Telegram's deliveries get through the proxy, and nothing
+    but the webhook path is public. Returns the secret."""
+    url = f"http://{d.name}_proxy:8080/admin_bot/webhook"
+    secret_file = os.path.join(d.app_root, "shared", "webhooks", "admin_bot.secret")
+    secret = d.webhook_secret("admin_bot")
+    assert os.stat(secret_file).st_mode & 0o777 == 0o600 and len(secret) >= 40
+    assert os.stat(os.path.dirname(secret_file)).st_mode & 0o777 == 0o700
+    stats = d.telegram("GET", f"/_control/{admin_token}/stats")["result"]
+    assert stats["webhook_url"] == url and stats["webhook_secret_set"] and stats["webhook_registrations"] == 1
+    assert f"Webhook of admin_bot: registered at {url} (no webhook is set)" in log_messages(d.logs()[-1])
+    # the app is given the same secret (its own check agrees with the proxy's)
+    env = docker("inspect", "--format", "{{json .Config.Env}}", f"{d.name}_admin_bot_{d.current_release()}")
+    assert f"WEBHOOK_SECRET={secret}" in json.loads(env)
+
+    hook = f"http://127.0.0.1:{proxy_port(d)}/admin_bot/webhook"
+    update = {"message": {"message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"}, "text": "/start"}}
+    # forged updates: no header, a wrong one: refused by the proxy, never stored
+    assert post(hook, {"update_id": 9_000_001, **update}) == 401
+    assert post(hook, {"update_id": 9_000_002, **update}, {SECRET_HEADER: "guessed"}) == 401
+    assert post(hook, {"update_id": 9_000_003, **update}, {SECRET_HEADER: secret[:-1]}) == 401
+    # the positive control: with the secret it is processed
+    assert post(hook, {"update_id": 9_000_004, **update}, {SECRET_HEADER: secret}) == 200
+    stored = d.psql("SELECT update_id FROM processed_updates WHERE update_id >= 9000000 ORDER BY 1").split()
+    assert stored == ["9000004"]
+    refused = docker("logs", f"{d.name}_proxy")
+    assert refused.count("webhook refused: no valid X-Telegram-Bot-Api-Secret-Token") == 3
+
+    # an update Telegram delivers (the stand-in posts it to the proxy, with the secret)
+    queued = d.telegram("POST", f"/_control/{admin_token}/updates", {"text": "/start", "chat_id": 43})
+    ids = queued["update_ids"]
+    assert wait_for(lambda: d.psql(f"SELECT count(*) FROM processed_updates WHERE update_id = {ids[0]} "
+                                   "AND service = 'admin_bot'") == "1", 20)
+    assert d.telegram("GET", f"/_control/{admin_token}/stats")["result"]["webhook_failures"] == 0
+
+    # the readiness endpoint answers the server (the switch used it), not the internet
+    base = f"http://127.0.0.1:{proxy_port(d)}"
+    assert get_status(f"{base}/admin_bot/ready") == 404 and get_status(f"{base}/admin_bot/health") == 404
+    assert get_status(f"{base}/admin_bot/webhook") == 401  # a GET without the secret is refused too
+    return secret
+
+
 def test_deploy_v1_noop_then_v2(deployment):
     d = deployment
     src = os.path.join(d.workdir, "src")
@@ -151,6 +217,11 @@ def test_deploy_v1_noop_then_v2(deployment):
     sent = wait_for(lambda: d.telegram("GET", f"/_control/{token}/sent")["result"], 20)
     assert sent and "hello" in str(sent)
 
+    # And the webhook is registered with a secret that only Telegram's deliveries carry
+    admin_token = secrets["app_service_secret_env"]["admin_bot"]["BOT_TOKEN"]
+    flat["webhook secret"] = check_the_webhook_is_guarded(d, admin_token)
+    assert_no_secret(flat, "the deploy log", open(d.logs()[-1], encoding="utf-8").read())
+
     # When the same code is deployed again
     time.sleep(1.1)  # a new log file name
     r = d.run("deploy.yml")
@@ -164,6 +235,10 @@ def test_deploy_v1_noop_then_v2(deployment):
     noop_log = log_messages(d.logs()[-1])
     assert noop_log[0] == "START DEPLOYMENT" and noop_log[-1] == "DEPLOYMENT SUCCESS"
     assert "Health check: PASSED" in noop_log and not any(m.startswith("Creating backup") for m in noop_log)
+    assert "Webhook of admin_bot: registered as it should be" in noop_log
+    assert "Proxy: refused 4 webhook request(s) without Telegram's secret header in the last 24 h " \
+        "(forged or misdirected; docs/security.md)" in noop_log
+    assert_no_secret(flat, "Ansible's output", r.stdout.read())
 
     # When a setting of the provisioning changes (the daily backup's hour),
     # the same code deployed again applies it, and only it
@@ -174,6 +249,21 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert crontab().splitlines()[crontab().splitlines().index(f"#Ansible: {d.name} backup daily") + 1] \
         .startswith("0 3 * * * ")
 
+    # When the admin bot's webhook was pointed elsewhere and one was set for
+    # the polling bot, the health check says both
+    elsewhere = "http://127.0.0.1:9/elsewhere"
+    d.telegram_api(admin_token, "setWebhook", url=elsewhere, secret_token="other")
+    d.telegram_api(token, "setWebhook", url=elsewhere)
+    r = d.run("health.yml")
+    report = [e["event_data"]["res"]["msg"] for e in r.events
+              if e.get("event") == "runner_on_ok" and e["event_data"].get("task") == "Show the report"][0]
+    assert report["status"] == "FAILED", report
+    failures = " | ".join(report["failures"])
+    assert f"admin_bot: its webhook points at {elsewhere}, not http://{d.name}_proxy:8080/admin_bot/webhook" \
+        in failures, failures
+    assert "master_bot: a webhook is set" in failures and "409" in failures, failures
+    d.telegram_api(token, "deleteWebhook")
+
     # When a long-lived container stopped (the proxy, by hand), the same
     # deploy with the same settings provisions again and brings it back
     docker("stop", f"{d.name}_proxy")
@@ -182,6 +272,10 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert r.status == "successful", failed_tasks(r)
     assert "Run the database container" in ran_tasks(r)
     assert docker("inspect", "--format", "{{.State.Running}}", f"{d.name}_proxy") == "true"
+    # and it put the webhook back where it belongs, with its secret
+    assert f"Webhook of admin_bot: registered at http://{d.name}_proxy:8080/admin_bot/webhook " \
+        f"(it points at {elsewhere})" in log_messages(d.logs()[-1])
+    assert "Health check: PASSED" in log_messages(d.logs()[-1])
 
     # When v2 (a new migration) is deployed
     time.sleep(1.1)

@@ -35,8 +35,14 @@ def proxy_port(d: Deployment) -> int:
     return int(d.extravars.get("app_proxy_port", d.telegram_port + 1))
 
 
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
 def webhook_load(d: Deployment, rate: float, service: str = "admin_bot", **kwargs) -> LoadGenerator:
-    """An open-loop load of webhook updates on the service's public path."""
+    """An open-loop load of webhook updates on the service's public path,
+    each with the service's secret header, as Telegram sends them (the proxy
+    refuses the others)."""
+    kwargs.setdefault("headers", {SECRET_HEADER: d.webhook_secret(service)})
     return LoadGenerator(url=f"http://127.0.0.1:{proxy_port(d)}/{service}/webhook", rate=rate, **kwargs)
 
 

@@ -464,7 +464,8 @@ def test_timeout_reports_last_failure():
     assert r["reason"] == "master_bot: heartbeat stale (45.2s > 30s)"
     assert r["attempts"] == 6  # t = 0, 2, 4, 6, 8, 10
     assert r["elapsed"] == 10.0
-    assert set(r) == {"status", "reason", "failures", "services", "database", "attempts", "elapsed"}
+    assert set(r) == {"status", "reason", "failures", "services", "database", "webhooks", "attempts",
+                      "elapsed"}
 
 
 def test_last_sleep_is_cut_to_the_timeout():

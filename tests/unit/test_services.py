@@ -107,3 +107,54 @@ def test_readiness_and_heartbeat_settings():
         "auto", "required", "off", "auto", "required", "off"]
     with pytest.raises(ValueError, match="true, false or auto"):
         services.heartbeat_mode("sometimes")
+
+
+def test_webhook_settings_and_url():
+    resolved = {s["name"]: s for s in filters.resolve_services(APP_SERVICES + [
+        {"name": "shop_bot", "command": ["s"], "mode": "webhook", "public_path": "/", "webhook_path": "/tg",
+         "token_env": "TG_TOKEN", "webhook_secret_env": "", "allowed_updates": ["message"],
+         "register_webhook": False}])}
+    admin, shop = resolved["admin_bot"], resolved["shop_bot"]
+    assert (admin["webhook_path"], admin["token_env"], admin["webhook_secret_env"]) == \
+        ("/webhook", "BOT_TOKEN", "WEBHOOK_SECRET")
+    assert admin["register_webhook"] and admin["allowed_updates"] is None
+    # what is not a webhook service has no webhook settings
+    assert resolved["master_bot"]["webhook_path"] == "" and not resolved["master_bot"]["register_webhook"]
+    assert resolved["api"]["webhook_secret_env"] == ""
+    assert filters.webhook_url("https://bot.example.com/", admin) == "https://bot.example.com/admin_bot/webhook"
+    assert filters.webhook_url("https://bot.example.com", shop) == "https://bot.example.com/tg"
+    assert filters.webhook_url("", admin) == ""  # no public URL: nothing registered
+    assert filters.webhook_url("https://bot.example.com", resolved["master_bot"]) == ""
+    assert shop["allowed_updates"] == ["message"] and not shop["register_webhook"]
+
+
+def test_a_webhook_service_is_given_the_secret_the_proxy_checks():
+    resolved = filters.resolve_services(APP_SERVICES)
+    secret_env = filters.service_secret_env(
+        resolved, "postgresql://x", {}, {"admin_bot": {"BOT_TOKEN": "1:a", "WEBHOOK_SECRET": "vault-one"},
+                                         "master_bot": {"BOT_TOKEN": "2:m"}}, {"admin_bot": "s3cret"})
+    # the secret the proxy checks and Telegram was given wins over an old one
+    assert secret_env["admin_bot"]["WEBHOOK_SECRET"] == "s3cret"
+    assert "WEBHOOK_SECRET" not in secret_env["master_bot"]
+    # a WEBHOOK_SECRET already kept in Vault is the one taken (then registered and checked)
+    old = filters.service_secret_env(resolved, "postgresql://x", {},
+                                     {"admin_bot": {"WEBHOOK_SECRET": "vault-one"}})
+    assert filters.webhook_secrets_given(resolved, old, {}) == {"admin_bot": "vault-one"}
+    assert filters.webhook_secrets_given(resolved, old, {"admin_bot": "given"}) == {"admin_bot": "given"}
+    assert filters.webhook_secrets_given(resolved, filters.service_secret_env(
+        resolved, "postgresql://x", {}, {}), {}) == {}
+
+
+def test_what_the_health_check_asks_telegram_about():
+    resolved = filters.resolve_services(APP_SERVICES)
+    secret_env = filters.service_secret_env(resolved, "postgresql://x", {}, {
+        "admin_bot": {"BOT_TOKEN": "1:a"}, "master_bot": {"BOT_TOKEN": "2:m"}})
+    checks = filters.webhook_checks(resolved, secret_env, "https://bot.example.com")
+    # only bots with a token; http and tokenless services are not asked about
+    assert checks == [
+        {"service": "admin_bot", "mode": "webhook", "token": "1:a",
+         "url": "https://bot.example.com/admin_bot/webhook"},
+        {"service": "master_bot", "mode": "polling", "token": "2:m", "url": ""},
+    ]
+    # no public URL: the webhook's URL is not checked (nobody registered it here)
+    assert filters.webhook_checks(resolved, secret_env, "")[0]["url"] == ""

@@ -50,6 +50,7 @@ import email
 import email.policy
 import json
 import logging
+import re
 import select
 import signal
 import socket
@@ -126,7 +127,9 @@ class TokenState:
         self.active_poll: _Poll | None = None
         self.fail: dict[str, Any] | None = None
         self.webhook_thread: threading.Thread | None = None
-        self.last_webhook_error: str | None = None
+        self.last_webhook_error: str | None = None  # the current one (None after a success)
+        # what getWebhookInfo says: like Telegram, the last error stays until another one
+        self.last_error: tuple[int, str] | None = None
         self.detached = False  # set by reset(): waiters return at once
         self.counters = {
             "queued_total": 0,
@@ -140,6 +143,7 @@ class TokenState:
             "injected_failures": 0,
             "webhook_deliveries": 0,
             "webhook_failures": 0,
+            "webhook_registrations": 0,  # setWebhook calls with a URL
             "offsets_ignored": 0,  # getUpdates with an offset "in the future"
         }
 
@@ -150,6 +154,8 @@ class TokenState:
             "sent": len(self.sent),
             "polling_in_flight": self.active_poll is not None,
             "webhook_url": self.webhook["url"] if self.webhook else "",
+            "webhook_secret_set": bool(self.webhook and self.webhook["secret_token"]),
+            "webhook_allowed_updates": (self.webhook or {}).get("allowed_updates"),
             "last_webhook_error": self.last_webhook_error,
             "fail_mode": (self.fail or {}).get("mode", "none"),
             **self.counters,
@@ -380,7 +386,25 @@ class FakeTelegram:
             return True
         if not url.startswith(("http://", "https://")):
             raise ApiError(400, "Bad Request: bad webhook: invalid URL")
-        st.webhook = {"url": url, "secret_token": params.get("secret_token") or ""}
+        secret = str(params.get("secret_token") or "")
+        if secret and not _SECRET_TOKEN.match(secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, str):
+            try:
+                allowed = json.loads(allowed) if allowed else None
+            except ValueError:
+                raise ApiError(400, "Bad Request: can't parse allowed updates") from None
+        certificate = params.get("certificate")
+        previous = st.webhook or {}
+        st.webhook = {
+            "url": url, "secret_token": secret,
+            # like Telegram: not given keeps what was registered before
+            "allowed_updates": list(allowed) if allowed is not None else previous.get("allowed_updates"),
+            "max_connections": _int_param(params, "max_connections", 40),
+            "certificate": certificate.data if isinstance(certificate, _Upload) else None,
+        }
+        st.counters["webhook_registrations"] += 1
         if st.active_poll is not None:
             self._cond.notify_all()  # in-flight getUpdates fails with 409
         if st.webhook_thread is None or not st.webhook_thread.is_alive():
@@ -401,14 +425,18 @@ class FakeTelegram:
         return True
 
     def _get_webhook_info(self, st: TokenState, params: dict[str, Any]) -> Any:
+        hook = st.webhook or {}
         info: dict[str, Any] = {
-            "url": st.webhook["url"] if st.webhook else "",
-            "has_custom_certificate": False,
+            "url": hook.get("url", ""),
+            "has_custom_certificate": bool(hook.get("certificate")),
             "pending_update_count": len(st.updates),
-            "max_connections": 1,
         }
-        if st.last_webhook_error:
-            info["last_error_message"] = st.last_webhook_error
+        if hook:
+            info["max_connections"] = hook["max_connections"]
+            if hook.get("allowed_updates") is not None:
+                info["allowed_updates"] = hook["allowed_updates"]
+        if hook and st.last_error:
+            info["last_error_date"], info["last_error_message"] = st.last_error
         return info
 
     def _webhook_sender(self, st: TokenState) -> None:
@@ -449,6 +477,7 @@ class FakeTelegram:
                 else:
                     st.counters["webhook_failures"] += 1
                     st.last_webhook_error = error
+                    st.last_error = (int(time.time()), error or "")
                     self._cond.wait_for(lambda: self._closing, 0.5)  # retry back-off
 
     # -- control API -----------------------------------------------------------
@@ -518,6 +547,15 @@ class FakeTelegram:
             self._cond.notify_all()
 
 
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class _Upload(dict):
+    """A file of a multipart body: ``{"filename", "size"}`` as JSON, its bytes in ``data``."""
+
+    data: bytes = b""
+
+
 def _command_entity(text: str) -> dict[str, Any] | None:
     """The ``bot_command`` entity Telegram adds to a text that starts with one (``/start``)."""
     if not text.startswith("/") or len(text) < 2:
@@ -545,7 +583,8 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, Any]:
         if filename is None:
             fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
         else:
-            fields[name] = {"filename": filename, "size": len(payload)}
+            fields[name] = _Upload(filename=filename, size=len(payload))
+            fields[name].data = payload
     return fields
 
 
