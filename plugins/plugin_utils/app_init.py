@@ -254,7 +254,7 @@ def _services_yaml(app: dict) -> list[str]:
             lines.append(f"    port: {svc['port']}{port_note}")
             if "WEBHOOK_URL" in svc["reads"]:
                 lines.append("    env:")
-                lines.append(f"      WEBHOOK_URL: \"{{{{ webhook_base_url }}}}/{svc['name']}/webhook\"")
+                lines.append(f"      WEBHOOK_URL: \"{{{{ app_public_url }}}}/{svc['name']}/webhook\"")
     return lines
 
 
@@ -301,7 +301,9 @@ def production_main_yml(app: dict) -> str:
         *_roots(app),
         "app_db_password: \"{{ vault_app_db_password }}\"",
         *_secret_env(app, local=False),
-        *([f"webhook_base_url: https://bots.example.com  {MARK} your domain (the proxy serves it)"]
+        *([f"app_public_url: https://bots.example.com  {MARK} your domain (the proxy serves it)",
+           "# a Let's Encrypt certificate for it, renewed by cron (self_signed: a bare IP address)",
+           "proxy_tls: acme"]
           if webhook else []),
         "# The app's source: the repository this deploy/ folder is in (the folder",
         "# itself, Vault file included, is no part of a release).",
@@ -353,7 +355,6 @@ def local_hosts() -> str:
 
 
 def local_main_yml(app: dict) -> str:
-    webhook = _has_webhook(app)
     return "\n".join([
         "---",
         "# Written by `fieldservice.deploy.init`: the app on this machine, talking to",
@@ -364,8 +365,6 @@ def local_main_yml(app: dict) -> str:
         *_secret_env(app, local=True),
         "demo_telegram_enabled: true",
         "app_telegram_api_base: \"http://{{ app_name }}_telegram:8081\"",
-        *(["# the stand-in posts webhook updates to the proxy on the app network",
-           "webhook_base_url: \"http://{{ app_name }}_proxy:8080\""] if webhook else []),
         "code_sync_source_dir: \"{{ inventory_dir }}/../../..\"",
         "code_sync_exclude_extra: [deploy]",
         "",

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -137,6 +138,17 @@ def add_changelog_entry(src: str, version: str, date: str = "2026-03-01") -> Non
         fh.write(head + entry + sep + rest)
 
 
+def wait_for(predicate, timeout=30.0, interval=0.5):
+    """The predicate's first true value within timeout seconds (else its last)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
 def _ephemeral_ports() -> range:
     """The ports the kernel hands to outgoing connections (and to bind(0))."""
     try:
@@ -156,20 +168,22 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port_pair(low: int = 20000) -> int:
-    """A port P with P and P+1 free on loopback, below the kernel's ephemeral
-    range: a port inside it can be taken at any moment by an outgoing
-    connection (a test's client, PostgreSQL's) between this choice and the
-    container that publishes it (CI saw ``bind: address already in use``)."""
+def free_ports(count: int = 3, low: int = 20000) -> int:
+    """A port P with P .. P+count-1 free on loopback (the stand-in Bot API,
+    the proxy's HTTP and HTTPS ports), below the kernel's ephemeral range: a
+    port inside it can be taken at any moment by an outgoing connection (a
+    test's client, PostgreSQL's) between this choice and the container that
+    publishes it (CI saw ``bind: address already in use``)."""
     ephemeral = _ephemeral_ports()
-    high = (ephemeral.start if ephemeral.start > low + 1000 else 65535) - 2
+    high = (ephemeral.start if ephemeral.start > low + 1000 else 65535) - count
     for _ in range(200):
         port = random.randint(low, high)  # noqa: S311 - not a secret
-        if port in ephemeral or port + 1 in ephemeral:
+        ports = range(port, port + count)
+        if any(p in ephemeral for p in ports):
             continue
-        if _bindable(port) and _bindable(port + 1):
+        if all(_bindable(p) for p in ports):
             return port
-    raise RuntimeError(f"no two free loopback ports next to each other in {low}..{high}")
+    raise RuntimeError(f"no {count} free loopback ports next to each other in {low}..{high}")
 
 
 @dataclass
@@ -197,7 +211,7 @@ class Deployment:
         (tests/integration/conftest.py, the xdist group "crontab")."""
         name = f"{prefix}_{uuid.uuid4().hex[:6]}"
         work = workdir(name)
-        d = cls(name=name, workdir=work, telegram_port=free_port_pair())
+        d = cls(name=name, workdir=work, telegram_port=free_ports())
         d.extravars.update({
             "app_telegram_api_base": f"http://{name}_telegram:8081",
             "code_sync_source_dir": os.path.join(work, "src"),

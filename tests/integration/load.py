@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import queue
+import ssl
 import threading
 import time
 import urllib.parse
@@ -31,6 +32,19 @@ class Sample:
     update_id: int = 0  # the Telegram update the request carried
 
 
+class NamedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, checking the certificate for another name (the
+    proxy's public one) - curl's --resolve."""
+
+    def __init__(self, host: str, port: int, server_name: str, **kwargs) -> None:
+        super().__init__(host, port, **kwargs)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
 @dataclass
 class LoadGenerator:
     url: str
@@ -43,13 +57,19 @@ class LoadGenerator:
     chat_id: int = 4242
     chats: int = 1  # updates come from chat_id, chat_id + 1, ... in turn
     headers: dict = field(default_factory=dict)  # sent with every request (Telegram's secret header)
+    # https URLs: the CAs trusted and the name the certificate must be for
+    # (the connection still goes to the loopback address of the URL)
+    ssl_context: ssl.SSLContext | None = None
+    server_name: str | None = None
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.url)
         if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the load generator only targets the loopback interface")
-        self._host, self._port, self._path = parts.hostname, parts.port or 80, parts.path or "/"
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port or (443 if self._https else 80)
+        self._path = parts.path or "/"
         self._tickets: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -109,6 +129,13 @@ class LoadGenerator:
                         "text": f"load {update_id}"},
         }).encode()
 
+    def _connection(self) -> http.client.HTTPConnection:
+        if not self._https:
+            return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        return NamedHTTPSConnection(self._host, self._port, self.server_name or self._host,
+                                    context=self.ssl_context or ssl.create_default_context(),
+                                    timeout=self.timeout)
+
     def _worker(self) -> None:
         conn: http.client.HTTPConnection | None = None
         headers = {"Content-Type": "application/json",
@@ -123,7 +150,7 @@ class LoadGenerator:
                 self.max_lag_ms = lag
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+                    conn = self._connection()
                 conn.request("POST", self._path, body=self._body(i), headers=headers)
                 resp = conn.getresponse()
                 resp.read()

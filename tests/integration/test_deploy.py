@@ -28,6 +28,7 @@ from harness import (
     failed_tasks,
     make_source,
     ran_tasks,
+    wait_for,
 )
 from traffic import SECRET_HEADER, proxy_port
 
@@ -72,16 +73,6 @@ def deployment(tmp_path_factory):
     d = Deployment.isolated("fs_it", lambda n: str(tmp_path_factory.mktemp(n)), backup_cron_enabled=True)
     yield d
     d.destroy()
-
-
-def wait_for(predicate, timeout=30.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class ProcessWatch:

@@ -54,6 +54,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -179,7 +180,9 @@ class _Server(ThreadingHTTPServer):
 class FakeTelegram:
     """State plus HTTP server.  ``start()`` runs it in a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ca_file: str | None = None) -> None:
+        # CAs trusted for HTTPS webhooks besides the system's (a private ACME CA)
+        self.ca_file = ca_file
         self._cond = threading.Condition()
         self._tokens: dict[str, TokenState] = {}
         self._closing = False
@@ -439,6 +442,21 @@ class FakeTelegram:
             info["last_error_date"], info["last_error_message"] = st.last_error
         return info
 
+    def _tls_context(self, hook: dict[str, Any]) -> ssl.SSLContext | None:
+        """As Telegram checks an HTTPS webhook: against the certificate
+        uploaded with setWebhook (a self-signed one) when there is one, else
+        against the trusted CAs; the name must match either way."""
+        if not hook["url"].startswith("https://"):
+            return None
+        if hook.get("certificate"):
+            ctx = ssl.create_default_context(cadata=hook["certificate"].decode("ascii", "replace"))
+        else:
+            ctx = ssl.create_default_context()
+            if self.ca_file:
+                ctx.load_verify_locations(cafile=self.ca_file)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
     def _webhook_sender(self, st: TokenState) -> None:
         """Push queued updates to the webhook URL, one at a time, in order."""
         while True:
@@ -458,11 +476,16 @@ class FakeTelegram:
                 )
                 if hook["secret_token"]:
                     req.add_header("X-Telegram-Bot-Api-Secret-Token", hook["secret_token"])
-                with urllib.request.urlopen(req, timeout=10) as resp:
+                with urllib.request.urlopen(req, timeout=10, context=self._tls_context(hook)) as resp:
                     ok = 200 <= resp.status < 300
                 error = None if ok else f"Wrong response from the webhook: {resp.status}"
             except urllib.error.HTTPError as exc:
                 error = f"Wrong response from the webhook: {exc.code} {exc.reason}"
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, ssl.SSLError):  # as Telegram words it
+                    error = f"SSL error {{{exc.reason}}}"
+                else:
+                    error = f"Connection failed: {exc.reason}"
             except (OSError, ValueError) as exc:
                 error = f"Connection failed: {exc}"
             with self._cond:
@@ -722,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fake Telegram Bot API server")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--ca-file", help="PEM CAs trusted for HTTPS webhooks besides the system's")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -729,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = FakeTelegram(args.host, args.port)
+    server = FakeTelegram(args.host, args.port, ca_file=args.ca_file)
 
     def _stop(signum: int, frame: Any) -> None:
         log.info("signal %s received, shutting down", signum)

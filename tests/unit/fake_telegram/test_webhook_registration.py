@@ -123,3 +123,63 @@ def test_a_backlog_fails_only_when_large_and_growing(pending, first, limit):
     problems = telegram.webhook_problems(info, "webhook", URL, 0, first_pending=first, max_pending=limit)
     growing = first is None or pending > first
     assert bool(problems) == (pending > limit and growing)
+
+
+def _https_webhook(tmp_path, name: str):
+    """An HTTPS server on loopback with a self-signed certificate for
+    ``name``; returns (url, certificate PEM, received bodies, server)."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=IP:{name}",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append((self.headers.get("X-Telegram-Bot-Api-Secret-Token"),
+                             self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer((name, 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"https://{name}:{httpd.server_address[1]}/hook", cert.read_bytes(), received, httpd
+
+
+def test_https_deliveries_trust_only_the_uploaded_certificate(server: FakeTelegram, client: Client, tmp_path):
+    """Like Telegram: an HTTPS webhook with a self-signed certificate is
+    delivered to only when that certificate was uploaded; else the delivery
+    fails with an SSL error that getWebhookInfo reports."""
+    url, pem, received, httpd = _https_webhook(tmp_path, "127.0.0.1")
+    try:
+        client.api(TOKEN, "setWebhook", url=url, secret_token="s1")
+        client.queue(TOKEN, "/start")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "last_error_message" not in telegram.call(server.url, TOKEN,
+                                                                                         "getWebhookInfo"):
+            time.sleep(0.1)
+        info = telegram.call(server.url, TOKEN, "getWebhookInfo")
+        error = info["last_error_message"]
+        assert error.startswith("SSL error") and "verify failed" in error, error
+        assert received == [] and info["pending_update_count"] == 1
+        # the positive control: uploaded, the same update is delivered, with the secret
+        telegram.ensure_webhook(server.url, TOKEN, "admin_bot", url, "s1", str(tmp_path), certificate=pem)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not received:
+            time.sleep(0.1)
+        assert len(received) == 1 and received[0][0] == "s1" and b"/start" in received[0][1]
+    finally:
+        httpd.shutdown()
