@@ -124,6 +124,15 @@ def test_self_signed_certificate_is_uploaded_and_deliveries_come_over_https(tmp_
         r = d.run("deploy.yml")
         assert r.rc == 0, failed_tasks(r)
         assert d.telegram("GET", f"/_control/{token}/stats")["result"]["webhook_registrations"] == 1
+        # only the given networks may reach the webhook path (none of this machine's here)
+        r = d.run("deploy.yml", proxy_webhook_sources=["192.0.2.0/24"])
+        assert r.rc == 0, failed_tasks(r)
+        hdr = {SECRET_HEADER: d.webhook_secret("admin_bot")}
+        assert https_post(d, name, ctx, "/admin_bot/webhook", {"update_id": 9_100_003, **UPDATE}, hdr) == 403
+        assert plain_get(d, "/_proxy/health")[0] == 200
+        r = d.run("deploy.yml", proxy_webhook_sources=["0.0.0.0/0"])  # the positive control
+        assert r.rc == 0, failed_tasks(r)
+        assert https_post(d, name, ctx, "/admin_bot/webhook", {"update_id": 9_100_004, **UPDATE}, hdr) == 200
     finally:
         d.destroy()
 
