@@ -92,6 +92,15 @@ def valid_secret(secret: str) -> bool:
     return bool(SECRET_RE.match(secret or ""))
 
 
+def _read_kept(path: str) -> str:
+    """What the deploy kept in a small file on the server ('' when there is none)."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def ensure_secret(directory: str, service: str, given: str = "",
                   check_mode: bool = False) -> tuple[str, bool]:
     """(secret, changed): ``given`` (from Vault) when set, else the one kept
@@ -102,11 +111,7 @@ def ensure_secret(directory: str, service: str, given: str = "",
                              "characters A-Z, a-z, 0-9, _ or - (what Telegram accepts as secret_token)")
         return given, False
     path = os.path.join(directory, f"{service}.secret")
-    try:
-        with open(path, encoding="ascii") as fh:
-            secret = fh.read().strip()
-    except FileNotFoundError:
-        secret = ""
+    secret = _read_kept(path)
     if secret:
         if not valid_secret(secret):
             raise ValueError(f"{path} does not hold a valid webhook secret (1-256 characters A-Z, a-z, "
@@ -176,11 +181,7 @@ def ensure_webhook(base: str, token: str, service: str, url: str, secret: str, d
     url, pending_update_count}."""
     info = api(base, token, "getWebhookInfo")
     mark = os.path.join(directory, f"{service}.registered")
-    try:
-        with open(mark, encoding="ascii") as fh:
-            stored = fh.read().strip()
-    except FileNotFoundError:
-        stored = ""
+    stored = _read_kept(mark)
     wanted = fingerprint(url, secret, allowed_updates, certificate, max_connections)
     reasons = differences(info, url, allowed_updates, bool(certificate), max_connections, stored, wanted)
     result = {"changed": bool(reasons), "reasons": reasons, "url": url,
