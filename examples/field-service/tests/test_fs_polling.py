@@ -99,8 +99,14 @@ def test_lost_lock_connection_stops_polling_and_recovers(
         database_url: str, fake: Fake, start_bot) -> None:
     bot = start_bot("master_bot", database_url, fake)
     bot.wait_log("acquired poller lock")
-    fake.queue("before")
-    wait_for(lambda: len(fake.sent()) == 1, 10, "first reply")
+    [before] = fake.queue("before")
+    # the reply is sent inside the update's transaction: wait for its commit
+    # too, or the kill below may roll it back and "before" is (rightly)
+    # processed and answered again
+    wait_for(lambda: query(database_url, "SELECT next_offset FROM bot_offsets"
+                                         " WHERE service = 'master_bot'") == [(before + 1,)],
+             10, "the first update committed")
+    assert len(fake.sent()) == 1
     # kill the poller's lock session from the server side
     killed = query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                                  " WHERE application_name = 'master_bot:poller'")
