@@ -114,7 +114,9 @@ def bench_app(app: str, deploys: int, interval: float, rate: float, margin: floa
                    "recreate_gap_s": float(got.group(2)) if got and got.group(2) else None,
                    **feed.measure(),
                    "webhook": webhook_outcome(d, samples, service="webhook_bot", table="notes",
-                                              service_column="bot")}
+                                              service_column="bot"),
+                   # old containers killed at their stop timeout (what they queued is lost)
+                   "killed": [line for line in deploy_log(d).splitlines() if "was killed" in line]}
             result["deploys"].append(one)
             print(f"{app} deploy {n + 1}: rc={one['deploy_rc']} {one['deploy_s']} s, poller {one['poller']}, "
                   f"max gap {one['max_gap_s']} s, lost {one['updates_lost']}, duplicated "

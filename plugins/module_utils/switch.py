@@ -64,6 +64,7 @@ from ansible_collections.fieldservice.deploy.plugins.module_utils.services impor
 )
 
 CONFIG_LABEL = "fs.config"
+DOCS_STOP = "docs/zero-downtime.md#every-service"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
             "h": 3_600_000_000_000}
@@ -383,7 +384,7 @@ class Switcher:
         self.on_serving = on_serving or (lambda: None)
         self.result: dict = {"changed": False, "created": [], "kept": [], "stopped": [],
                              "switched": False, "addresses": {}, "timings": {}, "readiness": {},
-                             "guarantees": {}, "gaps": {}, "summary": []}
+                             "guarantees": {}, "gaps": {}, "summary": [], "killed": []}
         self._t0 = clock()
         self._created: list = []
         self._recreate_stopped: list = []
@@ -418,8 +419,20 @@ class Switcher:
         if files:
             self.client.put_archive(self.proxy.container, self.proxy.directory, tar_files(files))
 
-    def _stop_and_remove(self, name: str, timeout: int) -> None:
+    def _stop(self, name: str, timeout: int) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; an old container that had
+        to be killed (exit 137) is said so: what it had taken and not
+        finished (a webhook server's queue) may be lost."""
         self.client.stop_container(name, timeout)
+        state = (self.client.inspect_container(name) or {}).get("State") or {}
+        if state.get("ExitCode") == 137 and not state.get("OOMKilled"):
+            self.result["killed"].append(
+                f"{name} did not stop within its stop_timeout ({timeout} s) and was killed: what it had "
+                "taken and not finished may be lost; give the service a longer stop_timeout, or make it "
+                f"finish faster on SIGTERM ({DOCS_STOP})")
+
+    def _stop_and_remove(self, name: str, timeout: int) -> None:
+        self._stop(name, timeout)
         self.client.remove_container(name, force=True)
         self.result["stopped"].append(name)
         self.result["changed"] = True
@@ -487,7 +500,7 @@ class Switcher:
             if c.strategy == "recreate" and c.running:
                 self.log(f"stopping {c.name} (recreate)")
                 self._down_since.setdefault(c.service, self.clock())
-                self.client.stop_container(c.name, c.stop_timeout)
+                self._stop(c.name, c.stop_timeout)
                 self._recreate_stopped.append(c.name)
                 self.result["changed"] = True
         self._mark("recreate_stopped")

@@ -294,6 +294,13 @@ gaps:
   returned: success
   type: dict
   sample: {admin_bot: null, master_bot: 2.31}
+killed:
+  description:
+    - A line per old container that did not stop within its stop timeout and was killed (SIGKILL, exit
+      137); what it had taken and not finished may be lost.
+  returned: success
+  type: list
+  elements: str
 summary:
   description: A line per service - its name, what it got and how it was judged ready.
   returned: success

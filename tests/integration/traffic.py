@@ -47,16 +47,34 @@ def webhook_load(d: Deployment, rate: float, service: str = "admin_bot", **kwarg
 
 
 def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id: int = 1_000_000,
-                    table: str = "processed_updates", service_column: str = "service") -> dict:
+                    table: str = "processed_updates", service_column: str = "service",
+                    settle: float = 0.0) -> dict:
     """summarize() plus how many updates answered 200 are missing from the
     service's table of processed updates (an answered update must have been
-    kept): the sample app's processed_updates, or another app's."""
+    kept): the sample app's processed_updates, or another app's.
+
+    An app that answers before it processes (python-telegram-bot's own
+    webhook server) may still be working through its queue: with ``settle``
+    the count is read again until nothing is missing, or until it stopped
+    shrinking for ``settle`` seconds (what is missing then is lost, not late);
+    ``stored_late`` says how many came after the first reading."""
     out = summarize(samples)
     answered = {s.update_id for s in samples if s.ok}
-    rows = d.psql(f"SELECT update_id FROM {table} WHERE {service_column} = '{service}' "
-                  f"AND update_id >= {first_id}")
-    stored = {int(x) for x in rows.split()}
-    out["answered_not_stored"] = len(answered - stored)
+
+    def missing() -> int:
+        rows = d.psql(f"SELECT update_id FROM {table} WHERE {service_column} = '{service}' "
+                      f"AND update_id >= {first_id}")
+        return len(answered - {int(x) for x in rows.split()})
+
+    first = last = missing()
+    progress = time.monotonic()
+    while last and time.monotonic() - progress < settle:
+        time.sleep(1)
+        now = missing()
+        if now < last:
+            last, progress = now, time.monotonic()
+    out["answered_not_stored"] = last
+    out["stored_late"] = first - last
     return out
 
 

@@ -58,6 +58,7 @@ class FakeDocker:
         self.check_fails: set[str] = set()  # the health check command exits 1
         self.no_check: set[str] = set()  # containers without a HEALTHCHECK
         self.crash_after: dict[str, int] = {}  # container -> inspections before it exits
+        self.hangs_on_stop: set = set()
         self.nginx_test_rc = 0
         self.reload_rc = 0
         self.ip = 10
@@ -85,7 +86,8 @@ class FakeDocker:
                 c["State"] = "exited"
         running = c["State"] == "running"
         doc = {"Config": {"Labels": c["Labels"], "Healthcheck": {"Test": ["CMD", "true"]}},
-               "State": {"Running": running, "Status": c["State"], "Restarting": False, "ExitCode": 0,
+               "State": {"Running": running, "Status": c["State"], "Restarting": False,
+                         "ExitCode": c.get("ExitCode", 0),
                          "Health": {"Status": "unhealthy" if name in self.unhealthy
                                     else "starting" if name in self.starting else "healthy"}},
                "RestartCount": 0,
@@ -115,6 +117,8 @@ class FakeDocker:
         self.calls.append(("stop", name, timeout))
         if name in self.containers:
             self.containers[name]["State"] = "exited"
+            # one that ignores SIGTERM: killed after the timeout
+            self.containers[name]["ExitCode"] = 137 if name in self.hangs_on_stop else 0
 
     def remove_container(self, name, force=False, volumes=True):
         self.calls.append(("remove", name))
@@ -269,6 +273,18 @@ def test_a_container_of_the_release_with_other_settings_is_replaced():
     result = switcher(eng, clock).run()
     assert ("remove", "fs_admin_bot_v2") in eng.calls
     assert "fs_admin_bot_v2" in result["created"]
+
+
+def test_an_old_container_killed_at_its_stop_timeout_is_said_so():
+    clock = FakeClock()
+    eng = serving_v1(clock)
+    eng.hangs_on_stop.add("fs_admin_bot_v1")
+    result = switcher(eng, clock).run()
+    [killed] = result["killed"]
+    assert killed.startswith("fs_admin_bot_v1 did not stop within its stop_timeout (20 s) and was killed")
+    assert "docs/zero-downtime.md#every-service" in killed
+    # the one that stopped on SIGTERM (exit 0) is not named
+    assert "fs_master_bot_v1" not in killed and result["stopped"] == ["fs_master_bot_v1", "fs_admin_bot_v1"]
 
 
 def test_recreate_stops_the_old_one_before_starting_the_new_one():
