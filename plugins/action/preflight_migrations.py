@@ -26,6 +26,13 @@ ARGUMENT_SPEC = {
     "pg_bin_dirs": {"type": "list", "elements": "path", "default": []},
     "timeout": {"type": "int", "default": 300},
     "env": {"type": "dict", "default": {}},
+    "lint": {"type": "bool", "default": False},
+    "lint_locks": {"type": "str", "choices": ["refuse", "warn"], "default": "refuse"},
+    "small_table_bytes": {"type": "int", "default": 10485760},
+    "table_sizes": {"type": "dict", "default": {}},
+    "squawk": {"type": "str", "default": ""},
+    "pg_version": {"type": "str", "default": ""},
+    "dump_schemas": {"type": "bool", "default": False},
 }
 
 

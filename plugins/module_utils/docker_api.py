@@ -279,11 +279,7 @@ class DockerClient:
         ``labels`` maps a label to a required value; a value of None only
         requires the label to be present.
         """
-        params: dict = {"all": "1" if all else "0"}
-        if labels:
-            params["filters"] = json.dumps(
-                {"label": [k if v is None else f"{k}={v}" for k, v in sorted(labels.items())]}
-            )
+        params: dict = {"all": "1" if all else "0", **_label_filter(labels)}
         return self.request_json("GET", "/containers/json", params) or []
 
     def inspect_image(self, name: str) -> dict | None:
@@ -310,6 +306,21 @@ class DockerClient:
         """Remove it with its anonymous volumes; a missing container is fine."""
         self._unless_missing(self.request, "DELETE", f"/containers/{urllib.parse.quote(name, safe='')}",
                              {"force": "1" if force else "0", "v": "1" if volumes else "0"})
+
+    def create_network(self, name: str, internal: bool = False, labels: dict | None = None) -> str:
+        """Create a bridge network (``internal``: no way out of it); its id."""
+        created = self.request_json("POST", "/networks/create", body={
+            "Name": name, "Driver": "bridge", "Internal": bool(internal), "CheckDuplicate": True,
+            "Labels": {str(k): str(v) for k, v in (labels or {}).items()}})
+        return created["Id"]
+
+    def list_networks(self, labels: dict | None = None) -> list[dict]:
+        """Networks, optionally filtered by labels (as ``list_containers``)."""
+        return self.request_json("GET", "/networks", _label_filter(labels)) or []
+
+    def remove_network(self, name: str) -> None:
+        """Remove it; a missing network is fine."""
+        self._unless_missing(self.request, "DELETE", f"/networks/{urllib.parse.quote(name, safe='')}")
 
     def put_archive(self, name: str, path: str, data: bytes) -> None:
         """Unpack a tar archive into the container's directory ``path``."""
@@ -426,6 +437,15 @@ class DockerClient:
         finally:
             conn.close()
         return b"".join(chunks)
+
+
+def _label_filter(labels: dict | None) -> dict:
+    """The ``filters`` parameter of a list call: each label required, with its
+    value unless that is None."""
+    if not labels:
+        return {}
+    return {"filters": json.dumps(
+        {"label": [k if v is None else f"{k}={v}" for k, v in sorted(labels.items())]})}
 
 
 def _interleave(data: bytes) -> bytes:

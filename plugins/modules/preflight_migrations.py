@@ -80,6 +80,47 @@ options:
     description: Environment of the Alembic runs, added to the control node's own.
     type: dict
     default: {}
+  lint:
+    description:
+      - Lint the SQL of the pending migrations (from the serving revision, the first of O(from_revisions)
+        that is not the head, to head), rendered with C(<command> upgrade --sql <revision>:head), with
+        squawk and rules of the collection's own.
+      - >-
+        A change that breaks the serving release (a column or table dropped or renamed, a type changed,
+        C(NOT NULL) added) is refused unless its migration file holds the comment
+        C(# fieldservice.deploy: contract); a long lock on an existing table is refused or warned
+        (O(lint_locks)) unless the table is under O(small_table_bytes) or created by the same migrations.
+      - Nothing is linted when no migration is pending.
+    type: bool
+    default: false
+  lint_locks:
+    description: What a long lock on an existing table does, C(refuse) the deploy or C(warn).
+    type: str
+    choices: [refuse, warn]
+    default: refuse
+  small_table_bytes:
+    description: A table smaller than this (its size in O(table_sizes)) may be locked or rewritten.
+    type: int
+    default: 10485760
+  table_sizes:
+    description: The tables' sizes in bytes on the server (C(pg_total_relation_size)), by name.
+    type: dict
+    default: {}
+  squawk:
+    description: The squawk binary; empty looks beside the control node's Python, then on C(PATH).
+    type: str
+    default: ""
+  pg_version:
+    description: The server's PostgreSQL version for squawk's rules (e.g. C(15.4)); empty is squawk's default.
+    type: str
+    default: ""
+  dump_schemas:
+    description:
+      - With pending migrations, dump the throwaway database at the serving revision and at head
+        (RV(schemas)), for the check of the serving release on the new schema
+        (M(fieldservice.deploy.serving_check)).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - fieldservice.deploy.common.read_only
 attributes:
@@ -143,4 +184,27 @@ warning:
   returned: success
   type: str
   sample: ""
+pending_from:
+  description: The serving revision the pending migrations start from; empty when none is pending.
+  returned: success
+  type: str
+  sample: "0001"
+lint:
+  description:
+    - The lint; C(ran) says whether it ran and C(why) why not. When it ran, C(refused), C(warned) and
+      C(allowed) hold a message per finding (file:line, what, the table's size, the safe way),
+      C(findings) the details, C(statements) how many statements were linted and C(seconds) its time.
+  returned: success
+  type: dict
+  sample: {"ran": true, "refused": [], "warned": [], "allowed": [], "statements": 3, "seconds": 0.9}
+skip_with:
+  description: The setting of the preflight role that deploys without the part that failed.
+  returned: success
+  type: str
+  sample: preflight_migrations_lint
+schemas:
+  description: With O(dump_schemas) and pending migrations, C(serving) and C(head), plain SQL dumps.
+  returned: success
+  type: dict
+  sample: {}
 """

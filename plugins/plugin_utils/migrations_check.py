@@ -25,6 +25,8 @@ import tempfile
 import time
 import uuid
 
+from ansible_collections.fieldservice.deploy.plugins.plugin_utils import migration_lint
+
 
 def parse_heads(output: str) -> list[str]:
     """Revision ids from the output of ``alembic heads``."""
@@ -189,6 +191,13 @@ class LocalPostgres:
             raise CheckError(f"createdb failed: {' | '.join(_tail(out.stderr, 3))}")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def dump(self, name: str) -> str:
+        out = self._run([os.path.join(self.bindir, "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port),
+                         "-U", "postgres", "--no-owner", "--no-privileges", name])
+        if out.returncode != 0:
+            raise CheckError(f"pg_dump failed: {' | '.join(_tail(out.stderr, 3))}")
+        return out.stdout
+
     def stop(self) -> None:
         if not self.workdir:
             return
@@ -205,7 +214,7 @@ class LocalPostgres:
 
 class DockerPostgres:
     """A throwaway container of the server's PostgreSQL image, published on
-    127.0.0.1 only, trust authentication, removed (with its volume) on stop."""
+    127.0.0.1 only, a random password over TCP, removed (with its volume) on stop."""
 
     name = "docker"
 
@@ -216,6 +225,9 @@ class DockerPostgres:
         self.docker = docker
         self.port = None
         self._started = False
+        # the image trusts its local socket; over TCP (Alembic) a password,
+        # as the official image and the offline stand-in both ask for one
+        self.password = uuid.uuid4().hex
 
     @staticmethod
     def usable(docker: str = "docker") -> bool:
@@ -234,7 +246,7 @@ class DockerPostgres:
 
     def start(self) -> None:
         out = self._run("run", "-d", "--name", self.container, "--label", "fs.role=preflight",
-                        "-e", "POSTGRES_HOST_AUTH_METHOD=trust", "-e", "POSTGRES_PASSWORD=preflight",
+                        "-e", f"POSTGRES_PASSWORD={self.password}",
                         "-p", "127.0.0.1::5432", "--tmpfs", "/var/lib/postgresql/data", self.image)
         if out.returncode != 0:
             raise CheckError(f"docker run {self.image} failed: {' | '.join(_tail(out.stderr, 3))}")
@@ -256,10 +268,17 @@ class DockerPostgres:
             time.sleep(0.5)
 
     def create_db(self, name: str) -> str:
-        out = self._run("exec", self.container, "createdb", "-h", "127.0.0.1", "-U", "postgres", name)
+        out = self._run("exec", self.container, "createdb", "-U", "postgres", name)  # local socket: trusted
         if out.returncode != 0:
             raise CheckError(f"createdb failed: {' | '.join(_tail(out.stderr, 3))}")
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{name}"
+
+    def dump(self, name: str) -> str:
+        out = self._run("exec", self.container, "pg_dump", "-U", "postgres", "--no-owner",
+                        "--no-privileges", name)
+        if out.returncode != 0:
+            raise CheckError(f"pg_dump failed: {' | '.join(_tail(out.stderr, 3))}")
+        return out.stdout
 
     def stop(self) -> None:
         if self._started:
@@ -294,10 +313,22 @@ def run_alembic(command, args, cwd, env, timeout):
     return out.returncode, (out.stdout or "") + (out.stderr or "")
 
 
+def portable_dump(text: str) -> str:
+    """A plain pg_dump without its session settings (a newer pg_dump's SETs
+    fail on an older server; the dump qualifies every name itself)."""
+    return "\n".join(line for line in text.splitlines()
+                     if not line.startswith(("SET ", "SELECT pg_catalog.set_config(")))
+
+
 def check_upgrade(database, command, from_revisions, cwd, timeout, env=None,
-                  url_var="DATABASE_URL") -> dict:
-    """On a fresh database per starting revision: upgrade to it, then to head."""
+                  url_var="DATABASE_URL", dump_from=None) -> dict:
+    """On a fresh database per starting revision: upgrade to it, then to head.
+
+    For the starting revision ``dump_from``, the database is dumped at that
+    revision and at head (``schemas``: serving and head), for the check of
+    the serving release on the new schema."""
     steps = []
+    schemas = {}
     base_env = dict(os.environ if env is None else env)
     starts = list(dict.fromkeys(r or "" for r in (from_revisions or [""])))
     for index, start in enumerate(starts):
@@ -311,10 +342,25 @@ def check_upgrade(database, command, from_revisions, cwd, timeout, env=None,
             if rc != 0:
                 what = (f"building the serving revision {start}" if target == start and start
                         else f"upgrading {'from ' + start if start else 'an empty database'} to head")
-                return {"ok": False, "steps": steps,
+                return {"ok": False, "steps": steps, "schemas": {},
                         "reason": f"{what} failed (exit {rc}): {' | '.join(step['output'][-5:])}"}
-    return {"ok": True, "steps": steps,
+            if dump_from is not None and start == dump_from:
+                schemas["serving" if target == start else "head"] = portable_dump(
+                    database.dump(f"preflight_{index}"))
+    return {"ok": True, "steps": steps, "schemas": schemas,
             "reason": "upgrade " + ", ".join(f"{s or 'base'} -> head" for s in starts) + " works"}
+
+
+def pending_from(from_revisions, heads) -> str:
+    """The serving revision whose migrations a deploy will run, or "" when
+    none is pending (no serving schema, or it is the head already). With
+    several serving revisions (hosts at different revisions) the oldest
+    known one is taken: it has the most to run."""
+    head = heads[0] if len(heads) == 1 else ""
+    for start in from_revisions or []:
+        if start and start != head:
+            return start
+    return ""
 
 
 def run_check(p: dict, env: dict) -> dict:
@@ -322,7 +368,9 @@ def run_check(p: dict, env: dict) -> dict:
     documentation), in the environment ``env``. ``ok`` says whether it passed,
     ``reason`` what was found; nothing raises for a failed check."""
     result = {"changed": False, "ok": True, "heads": [], "upgrade": "off", "database": None,
-              "steps": [], "reason": "", "warning": ""}
+              "steps": [], "reason": "", "warning": "", "pending_from": "",
+              "lint": {"ran": False, "why": "off"}, "schemas": {},
+              "skip_with": "preflight_check_migrations"}
     reasons = []
     if p["check_heads"]:
         rc, output = run_alembic(p["command"], ["heads"], p["path"], env, p["timeout"])
@@ -338,6 +386,29 @@ def run_check(p: dict, env: dict) -> dict:
                 + (": merge them (alembic merge heads)" if len(heads) > 1 else "")))
             return result
         reasons.append(f"single head {heads[0]}")
+    pending = pending_from(p["from_revisions"], result["heads"]) if p["check_heads"] else ""
+    result["pending_from"] = pending
+
+    if p["lint"] and not pending:
+        result["lint"] = {"ran": False, "why": "no pending migrations" if any(p["from_revisions"] or [])
+                          else "no serving schema"}
+    elif p["lint"]:
+        try:
+            lint = migration_lint.lint(p["command"], pending, p["path"], env, p["timeout"], p["table_sizes"],
+                                       p["small_table_bytes"], p["lint_locks"], p["squawk"], p["pg_version"],
+                                       p["url_var"])
+        except migration_lint.LintError as err:
+            result.update(ok=False, lint={"ran": False, "why": str(err)},
+                          reason=f"the migrations lint: {err}", skip_with="preflight_migrations_lint")
+            return result
+        result["lint"] = dict(lint, ran=True)
+        if not lint["ok"]:
+            result.update(ok=False, skip_with="preflight_migrations_lint", reason=(
+                f"{len(lint['refused'])} change(s) of the pending migrations would break the serving "
+                "release or lock a table it uses: " + " ; ".join(lint["refused"])))
+            return result
+        reasons.append(f"lint of {lint['statements']} statement(s) from {pending}: "
+                       + (f"{len(lint['warned'])} warning(s)" if lint["warned"] else "nothing refused"))
 
     if p["check_upgrade"]:
         database, why = pick_backend(p["database"], p["image"], p["name_prefix"], p["timeout"],
@@ -350,15 +421,17 @@ def run_check(p: dict, env: dict) -> dict:
             try:
                 database.start()
                 upgrade = check_upgrade(database, p["command"], p["from_revisions"], p["path"], p["timeout"],
-                                        env, p["url_var"])
+                                        env, p["url_var"], dump_from=pending if p["dump_schemas"] and pending
+                                        else None)
             except CheckError as err:
-                upgrade = {"ok": False, "steps": [],
+                upgrade = {"ok": False, "steps": [], "schemas": {},
                            "reason": f"the throwaway PostgreSQL ({database.name}) failed: {err}"}
             except Exception as err:  # noqa: BLE001 - reported, and the database removed below
-                upgrade = {"ok": False, "steps": [], "reason": f"{type(err).__name__}: {err}"}
+                upgrade = {"ok": False, "steps": [], "schemas": {}, "reason": f"{type(err).__name__}: {err}"}
             finally:
                 database.stop()
             result["steps"] = upgrade["steps"]
+            result["schemas"] = upgrade["schemas"]
             result["upgrade"] = "passed" if upgrade["ok"] else "failed"
             reasons.append(upgrade["reason"] + (f" ({database.name} PostgreSQL)" if upgrade["ok"] else ""))
             if not upgrade["ok"]:
