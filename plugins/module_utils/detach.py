@@ -37,6 +37,31 @@ def _quiet_stdio() -> None:
         os.close(devnull)
 
 
+def _leave_session() -> None:
+    """In a forked child: its own session, deaf to hang-ups, no stdio."""
+    os.setsid()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _quiet_stdio()
+
+
+def start_detached(work) -> int:
+    """Run ``work()`` in a detached child and return at once (its pid): work
+    whose result nobody waits for, such as removing what a check made."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            _leave_session()
+            work()
+        except BaseException:  # noqa: BLE001 - nobody to tell
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
 def run_detached(work, on_error) -> dict:
     """Run ``work()`` (which returns a JSON-able dict) in a detached child
     and return its result. If it raises, ``on_error(exc)`` (a JSON-able
@@ -47,11 +72,7 @@ def run_detached(work, on_error) -> dict:
         code = 0
         try:
             os.close(read_fd)
-            os.setsid()
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            _quiet_stdio()
+            _leave_session()
             try:
                 answer = {"ok": True, "result": work()}
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the module

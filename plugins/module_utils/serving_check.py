@@ -56,7 +56,7 @@ ROLE = "serving_check"
 DB_NAME = "serving_check"
 DB_PASSWORD = "serving-check"  # of a database that lives in a network nothing else reaches
 API_PORT = 8081
-SETTLE = 1.0  # seconds after the test messages were taken, before the health check
+SETTLE = 0.5  # seconds after a webhook bot took its test messages, before the health check
 LEFTOVER_AGE = 3600  # seconds: older check containers and networks are a killed run's
 
 
@@ -106,8 +106,12 @@ class ServingCheck:
                  bots: list, db_image: str, bot_api_script: str, texts: list, healthcheck: dict | None = None,
                  ready_timeout: float = 60, update_timeout: float = 15, health_timeout: float = 20,
                  health: dict | None = None, heartbeats: dict | None = None, clock=time.monotonic,
-                 sleep=time.sleep):
+                 sleep=time.sleep, cleanup=None):
         self.client = client
+        # how the containers and the network of a run are removed: at once
+        # (the default), or handed to a detached process (the module: nobody
+        # needs to wait for it; see remove_leftovers for a killed one)
+        self.cleanup = cleanup or (lambda remove: remove())
         self.app = app
         self.release = release
         self.image = image
@@ -273,15 +277,23 @@ class ServingCheck:
         prefix = f"{self.app}_check_{uuid.uuid4().hex[:6]}"
         network = prefix
         made: list = []
-        out = {"ok": False, "stage": "", "reason": "", "readiness": {}, "updates": {}, "seconds": 0.0}
+        out = {"ok": False, "stage": "", "reason": "", "readiness": {}, "updates": {}, "seconds": 0.0,
+               "timings": {}}
+
+        def mark(phase: str) -> None:
+            out["timings"][phase] = round(self.clock() - began, 2)
+
         try:
             self.client.create_network(network, internal=True, labels=self._labels(prefix))
             deadline = self.clock() + self.ready_timeout
             made.append(self._start_database(prefix, network))
             made.append(self._start_bot_api(prefix, network))
             self._wait_database(made[0], deadline)
+            mark("database_ready")
             self._load_schema(made[0], schema)
+            mark("schema_loaded")
             api = self._wait_bot_api(made[1], network, deadline)
+            mark("bot_api_ready")
             secret_env = {}
             for svc in self.services:
                 env = dict(self.secret_env.get(svc.name) or {})
@@ -304,12 +316,14 @@ class ServingCheck:
                     f"{n.rsplit('_', 1)[0][len(prefix) + 1:]}: {self._tail(n)}" for n in made[2:]),
                     "ready") from exc
             out["readiness"] = result.get("readiness") or {}
+            mark("services_ready")
             sent = self._send_updates(api)
             out["updates"] = self._wait_updates(api, sent, prefix) if sent else {}
-            if sent:
-                # a bot that answers before it processes (python-telegram-bot's own
-                # webhook server) logs a failed handler just after
+            if any(bot.get("mode") == "webhook" for bot in self.bots if str(bot.get("name")) in sent):
+                # a webhook bot that answers before it processes (python-telegram-bot's
+                # own webhook server) logs a failed handler just after
                 self.sleep(SETTLE)
+            mark("messages_taken")
             params = dict(self.health, services=[
                 {"name": s.name, "container": f"{prefix}_{s.name}_{self.release}", "release": self.release,
                  "heartbeat": self.heartbeats.get(s.name, "auto")} for s in services],
@@ -317,23 +331,27 @@ class ServingCheck:
             report = health.run_health_check(self.client, params, clock=time.time, sleep=self.sleep)
             if report["status"] != health.PASSED:
                 raise CheckFailed(f"health check FAILED ({report['reason']})", "health")
+            mark("healthy")
             out["ok"] = True
         except CheckFailed as exc:
             out.update(stage=exc.stage, reason=scrub(str(exc)))
         except Exception as exc:  # noqa: BLE001 - an engine error: reported, the cleanup still runs
             out.update(stage="engine", reason=scrub(f"{type(exc).__name__}: {exc}"))
         finally:
-            for name in reversed(made):
-                try:
-                    self.client.remove_container(name, force=True)
-                except Exception:  # noqa: BLE001 - the next one is still removed
-                    pass
-            try:
-                self.client.remove_network(network)
-            except Exception:  # noqa: BLE001
-                pass
+            self.cleanup(lambda: self._remove(made, network))
             out["seconds"] = round(self.clock() - began, 2)
         return out
+
+    def _remove(self, names: list, network: str) -> None:
+        for name in reversed(names):
+            try:
+                self.client.remove_container(name, force=True)
+            except Exception:  # noqa: BLE001 - the next one is still removed
+                pass
+        try:
+            self.client.remove_network(network)
+        except Exception:  # noqa: BLE001
+            pass
 
     # -- the check -------------------------------------------------------------
 

@@ -175,6 +175,7 @@ leftovers_removed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fieldservice.deploy.plugins.module_utils.argspec import docker_spec
+from ansible_collections.fieldservice.deploy.plugins.module_utils.detach import start_detached
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import DockerClient, DockerError
 from ansible_collections.fieldservice.deploy.plugins.module_utils.serving_check import ServingCheck
 from ansible_collections.fieldservice.deploy.plugins.module_utils.switch import Service, scrub
@@ -224,6 +225,10 @@ def main() -> None:
         health={"critical_patterns": p["critical_patterns"], "heartbeat_table": p["heartbeat_table"],
                 "heartbeat_max_age": p["heartbeat_max_age"], "interval": 0.5},
         heartbeats=p["heartbeats"],
+        # the containers and the network of a run go in a detached process:
+        # the deploy does not wait for them (a killed one's are removed by
+        # the next check)
+        cleanup=start_detached,
     )
     try:
         result = check.run(p["schema"], p["serving_schema"])

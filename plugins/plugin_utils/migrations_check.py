@@ -15,6 +15,7 @@ Stdlib only and importable without Ansible (the unit tests import it).
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import hashlib
 import os
@@ -389,33 +390,25 @@ def run_check(p: dict, env: dict) -> dict:
     pending = pending_from(p["from_revisions"], result["heads"]) if p["check_heads"] else ""
     result["pending_from"] = pending
 
+    # the lint (Alembic's offline render, squawk) runs beside the upgrade
+    # check: two processes of their own, each waiting on the other's CPU
+    lint_job = None
     if p["lint"] and not pending:
         result["lint"] = {"ran": False, "why": "no pending migrations" if any(p["from_revisions"] or [])
                           else "no serving schema"}
     elif p["lint"]:
-        try:
-            lint = migration_lint.lint(p["command"], pending, p["path"], env, p["timeout"], p["table_sizes"],
-                                       p["small_table_bytes"], p["lint_locks"], p["squawk"], p["pg_version"],
-                                       p["url_var"])
-        except migration_lint.LintError as err:
-            result.update(ok=False, lint={"ran": False, "why": str(err)},
-                          reason=f"the migrations lint: {err}", skip_with="preflight_migrations_lint")
-            return result
-        result["lint"] = dict(lint, ran=True)
-        if not lint["ok"]:
-            result.update(ok=False, skip_with="preflight_migrations_lint", reason=(
-                f"{len(lint['refused'])} change(s) of the pending migrations would break the serving "
-                "release or lock a table it uses: " + " ; ".join(lint["refused"])))
-            return result
-        reasons.append(f"lint of {lint['statements']} statement(s) from {pending}: "
-                       + (f"{len(lint['warned'])} warning(s)" if lint["warned"] else "nothing refused"))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        lint_job = pool.submit(migration_lint.lint, p["command"], pending, p["path"], env, p["timeout"],
+                               p["table_sizes"], p["small_table_bytes"], p["lint_locks"], p["squawk"],
+                               p["pg_version"], p["url_var"])
+        pool.shutdown(wait=False)
 
+    upgrade = None
     if p["check_upgrade"]:
         database, why = pick_backend(p["database"], p["image"], p["name_prefix"], p["timeout"],
                                      p["pg_bin_dirs"])
         if database is None:
             result.update(upgrade="skipped", warning=f"upgrade not checked: {why}")
-            reasons.append("upgrade not checked")
         else:
             result["database"] = database.name
             try:
@@ -433,9 +426,29 @@ def run_check(p: dict, env: dict) -> dict:
             result["steps"] = upgrade["steps"]
             result["schemas"] = upgrade["schemas"]
             result["upgrade"] = "passed" if upgrade["ok"] else "failed"
-            reasons.append(upgrade["reason"] + (f" ({database.name} PostgreSQL)" if upgrade["ok"] else ""))
-            if not upgrade["ok"]:
-                result.update(ok=False, reason=upgrade["reason"])
-                return result
+
+    # what the lint found comes first: it names the migration's line
+    if lint_job is not None:
+        try:
+            lint = lint_job.result()
+        except migration_lint.LintError as err:
+            result.update(ok=False, lint={"ran": False, "why": str(err)}, schemas={},
+                          reason=f"the migrations lint: {err}", skip_with="preflight_migrations_lint")
+            return result
+        result["lint"] = dict(lint, ran=True)
+        if not lint["ok"]:
+            result.update(ok=False, skip_with="preflight_migrations_lint", schemas={}, reason=(
+                f"{len(lint['refused'])} change(s) of the pending migrations would break the serving "
+                "release or lock a table it uses: " + " ; ".join(lint["refused"])))
+            return result
+        reasons.append(f"lint of {lint['statements']} statement(s) from {pending}: "
+                       + (f"{len(lint['warned'])} warning(s)" if lint["warned"] else "nothing refused"))
+    if result["upgrade"] == "skipped":
+        reasons.append("upgrade not checked")
+    elif upgrade is not None:
+        reasons.append(upgrade["reason"] + (f" ({result['database']} PostgreSQL)" if upgrade["ok"] else ""))
+        if not upgrade["ok"]:
+            result.update(ok=False, reason=upgrade["reason"])
+            return result
     result["reason"] = "; ".join(reasons)
     return result

@@ -79,21 +79,24 @@ _PROBLEM: list = []
 # or they run README command 1). Under pytest-xdist (scripts/test runs
 # `-n 2 --dist loadgroup --no-loadscope-reorder`) they share one group, so
 # one worker runs them one after the other. test_zero_downtime,
-# test_preflight and test_rollback share one deployment (v1 then v2 under
-# traffic, then the refused deploys, which change nothing, then the
-# rollbacks), so they share a group too, in that order. Every other
+# test_preflight, test_rollback and test_migration_safety share one
+# deployment (v1 then v2 under traffic, then the refused deploys, which
+# change nothing, then the rollbacks, then the migrations of
+# test_migration_safety on top of v1 again), so they share a group too, in
+# that order. Every other
 # module is a group of its own (its tests and its module-scoped deployment
 # stay on one worker).
 CRONTAB_MODULES = {"test_backup_playbooks", "test_deploy", "test_readme"}
 GROUPS = {**dict.fromkeys(CRONTAB_MODULES, "crontab"),
-          "test_zero_downtime": "v1_to_v2", "test_rollback": "v1_to_v2", "test_preflight": "v1_to_v2"}
+          "test_zero_downtime": "v1_to_v2", "test_rollback": "v1_to_v2", "test_preflight": "v1_to_v2",
+          "test_migration_safety": "v1_to_v2"}
 # The order the groups are handed out in: longest first (minutes of one
 # worker, measured), so that no long group starts last and leaves the other
 # worker idle at the end.
 GROUP_ORDER = ["crontab", "test_faults", "test_killed_switch", "v1_to_v2", "test_botkit_apps",
                "test_health_module"]
 MODULE_ORDER = ["test_deploy", "test_backup_playbooks", "test_readme",
-                "test_zero_downtime", "test_preflight", "test_rollback"]
+                "test_zero_downtime", "test_preflight", "test_rollback", "test_migration_safety"]
 
 
 def _module(item) -> str:

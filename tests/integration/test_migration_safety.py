@@ -1,15 +1,18 @@
 """Schema changes that cannot break the release that is still serving
 (docs/migrations.md), through the real deploy playbook.
 
-Given the sample app deployed (v1, schema 0001), each deploy below brings one
-kind of migration: an additive one deploys, and the serving release is shown
-to run on the new schema first; a column drop, a rename, a marked contract
-step that the serving code still needs, and an index built under a lock on a
-big table are refused before anything on the server changed (the same
-release serves, the same containers, no new release, no backup, the same
-schema) with the migration's file and line; a lock on a small table and a
-contract step after the code stopped using the column deploy. A code-only
-deploy runs neither check.
+Given the deployment of conftest.py after test_rollback (same xdist group,
+it runs last): v1 of the sample app was deployed, then v2 (an additive
+migration) under traffic, then rolled back to v1 and its schema 0001. The v2
+deploy ran both checks. Each deploy below brings one more kind of migration
+on top of v2's: a column drop, a rename, a column drop the serving code still
+needs with the lint turned off, and an index built under a lock on a big
+table are refused before anything on the server changed (the same release
+serves, the same containers, no new release, no backup, the same schema,
+and the check's containers go) with the migration's file and line; the
+index deploys as a warning by the setting, with the one on a small table
+allowed; a code-only deploy runs neither check; a contract step after the
+code stopped using the column deploys.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import sys
 
 import pytest
-from harness import Deployment, add_changelog_entry, docker, failed_tasks, make_source
+from harness import Deployment, add_changelog_entry, docker, failed_tasks, make_source, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +79,8 @@ class App:
     def deploy(self, version: str, files: dict, **extra):
         self.source(version, files)
         r = self.d.run("deploy.yml", **extra)
-        with open(self.d.logs()[-1], encoding="utf-8") as fh:
+        deploys = [p for p in self.d.logs() if os.path.basename(p).startswith("deploy_")]
+        with open(deploys[-1], encoding="utf-8") as fh:  # (rollback_*.log of test_rollback beside them)
             log = fh.read()
         if r.status == "successful":  # deployed: what it brought stays in the source
             self.versions.append(version)
@@ -88,46 +92,47 @@ class App:
         backups = sorted(os.path.join(f, n) for f, _, names in os.walk(d.backup_root) for n in names)
         return (d.current_release(), sorted(os.listdir(os.path.join(d.app_root, "releases"))),
                 sorted(c["Names"] for c in d.containers(all_=True)), backups,
-                d.psql("SELECT version_num FROM alembic_version"),
-                docker("ps", "-aq", "--filter", "label=fs.check.of=" + d.name))
+                d.psql("SELECT version_num FROM alembic_version"))
 
-    def refused(self, version: str, files: dict, **extra) -> str:
+    def check_leftovers(self) -> str:
+        return docker("ps", "-aq", "--filter", "label=fs.check.of=" + self.d.name) + \
+            docker("network", "ls", "-q", "--filter", "label=fs.check.of=" + self.d.name)
+
+    def refused(self, version: str, files: dict, **extra) -> tuple[str, str]:
         before = self.state()
         r, log = self.deploy(version, files, **extra)
         assert r.status == "failed", log
         msgs = [m for m in failed_tasks(r) if "Pre-deploy check 'migrations' failed" in m]
         assert msgs, failed_tasks(r)
         assert "Nothing on the server was changed" in msgs[0]
-        assert self.state() == before  # and the check left nothing behind
+        assert self.state() == before
+        # the check's containers and network go (removed in the background)
+        assert wait_for(lambda: self.check_leftovers() == "", timeout=30), self.check_leftovers()
         return msgs[0], log
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    d = Deployment.isolated("fs_mig", lambda n: str(tmp_path_factory.mktemp(n)))
-    d.extravars.update({"health_check_timeout": 30, "preflight_check_disk": False})
-    try:
-        make_source(d.extravars["code_sync_source_dir"], 1)
-        r = d.run("deploy.yml")
-        assert r.status == "successful", failed_tasks(r)
-        yield App(d)
-    finally:
-        d.destroy()
+def app(v1_then_v2_under_traffic):
+    """v1 serves again (test_rollback restored its schema, 0001)."""
+    d = v1_then_v2_under_traffic["d"]
+    assert d.current_release() == v1_then_v2_under_traffic["v1"]
+    assert d.psql("SELECT version_num FROM alembic_version") == "0001"
+    return App(d)
 
 
-def test_an_additive_migration_deploys_after_the_serving_release_ran_on_its_schema(app):
-    v1 = app.d.current_release()
-    r, log = app.deploy("2.0.0", {})  # v2: a nullable column, an index on a small table
-    assert r.status == "successful", failed_tasks(r)
+def test_the_v2_deploy_ran_the_serving_release_on_its_schema_first(v1_then_v2_under_traffic):
+    """v2 (a nullable column, an index on a small table) was deployed under
+    traffic (test_zero_downtime: no request failed, no update lost)."""
+    with open(v1_then_v2_under_traffic["v2_log"], encoding="utf-8") as fh:
+        log = fh.read()
     # the lint ran on 0001 -> 0002 and allowed the index (a few rows)
     assert re.search(r"Migrations lint: migrations/versions/0002_processed_updates_index.py:\d+: builds "
                      r"an index without CONCURRENTLY.* - allowed: processed_updates is small", log), log
     # v1 was started on the new schema, in isolation, and took its test messages
+    v1 = v1_then_v2_under_traffic["v1"]
     assert re.search(rf"Migrations: the serving release {v1} runs on the new schema and took its test "
                      r"messages \(\d+(\.\d+)? s\)", log), log
     assert "lint of 5 statement(s) from 0001: nothing refused" in log
-    assert app.d.psql("SELECT version_num FROM alembic_version") == "0002"
-    assert docker("ps", "-aq", "--filter", "label=fs.check.of=" + app.d.name) == ""
 
 
 def test_a_column_drop_is_refused_with_its_file_and_line(app):
@@ -153,7 +158,7 @@ def test_a_drop_the_serving_code_still_needs_is_refused_by_the_serving_release_i
     # started on the new schema: it still writes processed_updates.text
     msg, log = app.refused("3.0.0", {"migrations/versions/0003_drop_text.py": migration(
         "0003", "0002", 'op.drop_column("processed_updates", "text")')}, preflight_migrations_lint=False)
-    assert ("Migrations lint: OFF (preflight_migrations_lint=false): the pending migrations from 0002 "
+    assert ("Migrations lint: OFF (preflight_migrations_lint=false): the pending migrations from 0001 "
             "were not checked") in log
     assert f"the serving release {serving} fails on the new schema" in msg, msg
     assert "and runs on its own: an automatic rollback would put back a release that cannot run" in msg
