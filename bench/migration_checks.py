@@ -16,7 +16,10 @@ only in the checks. Four kinds, alternated, ``--rounds`` of each:
 * ``none_on`` / ``none_off``: a code-only change of v1 (no pending migration).
 
 The cost is the difference of the medians (goal: <= 5 s with one pending
-migration, 0 with none). Also kept: the lint's and the serving check's own
+migration, 0 with none), less the work the checks only move earlier: the
+serving check reads the webhook secrets before the lock, which a deploy that
+goes on reads after it anyway (so a refused ``_off`` run never pays it); the
+raw difference is kept too. Also kept: the lint's and the serving check's own
 seconds as the deploy reports them. Writes ``bench/results/migration_checks.json``.
 """
 
@@ -34,6 +37,8 @@ from _support import machine, median, new_deployment, run_playbook, source, writ
 
 KINDS = ("pending_on", "pending_off", "none_on", "none_off")
 OFF = {"preflight_migrations_lint": False, "preflight_serving_check": False}
+# done before the deploy lock when the serving release is checked, after it otherwise
+MOVED = "Read the webhook secrets"
 
 
 def hold_lock(app_root: str) -> None:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                     source(d, 2)
                 else:
                     source(d, 1, app_version=f"1.0.{i + 1}")
-                r = run_playbook(d, profile=False, **(OFF if kind.endswith("off") else {}))
+                r = run_playbook(d, **(OFF if kind.endswith("off") else {}))
                 with open(r["output"], encoding="utf-8") as fh:
                     text = fh.read()
                 if r["rc"] == 0 or "deploy lock" not in text.lower():
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 served = re.search(r"runs on the new schema and took its test messages "
                                    r"\((\d+(?:\.\d+)?) s\)", log)
                 r["serving_check_s"] = float(served.group(1)) if served else None
+                r["moved_s"] = sum(s for name, s in r["profile"] if MOVED in name)
                 runs[kind].append(r)
                 print(f"round {i + 1}: {kind:<12} {r['seconds']:7.2f} s"
                       + (f"  (serving check {r['serving_check_s']:.2f} s)" if served else ""))
@@ -89,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         result[f"{kind}_s"] = median([r["seconds"] for r in runs[kind]])
         result[f"{kind}_all_s"] = [r["seconds"] for r in runs[kind]]
     result["serving_check_s"] = median([r["serving_check_s"] for r in runs["pending_on"]])
-    result["cost_pending_s"] = round(result["pending_on_s"] - result["pending_off_s"], 2)
+    result["moved_s"] = median([r["moved_s"] for r in runs["pending_on"]])
+    result["cost_pending_raw_s"] = round(result["pending_on_s"] - result["pending_off_s"], 2)
+    result["cost_pending_s"] = round(result["cost_pending_raw_s"] - result["moved_s"], 2)
     result["cost_none_s"] = round(result["none_on_s"] - result["none_off_s"], 2)
     result["goal_pending_le_5s"] = result["cost_pending_s"] <= 5
     path = write_result("migration_checks", result)
@@ -97,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind in KINDS:
         print(f"{kind:<12} median {result[f'{kind}_s']:7.2f} s  (runs: {result[f'{kind}_all_s']})")
     print(f"the checks cost {result['cost_pending_s']:.2f} s with one pending migration (the serving "
-          f"release's own run {result['serving_check_s']} s), {result['cost_none_s']:.2f} s with none")
+          f"release's own run {result['serving_check_s']} s; {result['cost_pending_raw_s']:.2f} s less "
+          f"{result['moved_s']:.2f} s of work moved before the lock), "
+          f"{result['cost_none_s']:.2f} s with none")
     print(f"written: {path}")
     return 0
 

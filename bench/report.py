@@ -95,6 +95,20 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{rb['requests_failed']} of {rb['requests_sent']}", "0",
              yes(rb["goal_no_failed_request"]), cmd),
         ]
+    mc = load("migration_checks")
+    if mc:
+        cmd = f"`bench/migration_checks.py --rounds {mc['rounds']}`"
+        none_runs = mc["none_on_all_s"] + mc["none_off_all_s"]
+        spread = max(none_runs) - min(none_runs)
+        out += [
+            ("migration safety checks (lint + the serving release on the new schema): "
+             "added to a deploy with one pending migration",
+             f"{mc['cost_pending_s']} s (serving release's run {mc['serving_check_s']} s)", "≤ 5 s",
+             yes(mc["cost_pending_s"] <= 5), cmd),
+            ("the same checks, deploy with no pending migration",
+             f"{mc['cost_none_s']} s (its runs spread over {spread:.2f} s)", "0",
+             yes(mc["cost_none_s"] <= spread), cmd),
+        ]
     bk = load("backup")
     if bk:
         cmd = "`bench/backup.py`"
