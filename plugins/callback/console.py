@@ -104,6 +104,7 @@ from ansible_collections.fieldservice.deploy.plugins.plugin_utils.deploy_lines i
     FULL_OUTPUT_SUFFIX,
     STOPPED_TEXT,
     PendingLines,
+    Repeats,
     Steps,
     failed_line,
     is_log_task,
@@ -323,6 +324,7 @@ class CallbackModule(DefaultCallback):
             self._run = {
                 "kind": spec["kind"], "prefix": spec["prefix"], "file_name": file_name,
                 "started": time.monotonic(), "pending": PendingLines(), "steps": Steps(),
+                "repeats": Repeats(),
                 "fh": None, "path": None, "log_path": None, "file_failed": False,
                 "tty": bool(getattr(sys.stdout, "isatty", lambda: False)()),
                 "open_line": False, "step_stamp": None, "task": None, "progress": "", "stop": stop,
@@ -378,7 +380,7 @@ class CallbackModule(DefaultCallback):
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
-        if self._run is not None and not ignore_errors:
+        if self._run is not None and not ignore_errors and self._run["repeats"].first(result):
             with self._lock:
                 self._flush()
                 self._show(now_text(), time.monotonic(), failed_line(result), error=True)

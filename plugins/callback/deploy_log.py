@@ -83,6 +83,7 @@ from ansible.plugins.callback import CallbackBase
 from ansible_collections.fieldservice.deploy.plugins.plugin_utils.deploy_lines import (
     STOPPED_TEXT,
     PendingLines,
+    Repeats,
     failed_line,
     is_log_task,
     note_log,
@@ -110,6 +111,7 @@ class CallbackModule(CallbackBase):
         self.kind = None
         self._fh = None
         self._pending = PendingLines()  # debug lines of the current task, written when the next event comes
+        self._repeats = Repeats()
         self._atexit_registered = False
         super().__init__(display=display, options=options)
 
@@ -140,6 +142,7 @@ class CallbackModule(CallbackBase):
         if spec is None:
             return
         self.kind = spec["kind"]
+        self._repeats = Repeats()
         self.path, self._fh = open_log(resolve_log_dir(self.log_dir, file_name), spec["prefix"])
         note_log(file_name, self.path)  # the console writes Ansible's full output beside it
         if not self._atexit_registered:
@@ -164,7 +167,7 @@ class CallbackModule(CallbackBase):
             self._pending.add(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        if self._fh is None or ignore_errors:
+        if self._fh is None or ignore_errors or not self._repeats.first(result):
             return
         self._flush_pending()
         self._write(failed_line(result))

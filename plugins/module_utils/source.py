@@ -88,10 +88,12 @@ def _check_link(root_real: str, root: str, relpath: str, abspath: str) -> str:
     return target
 
 
-def walk_source(root: str, exclude=DEFAULT_EXCLUDE) -> list[tuple[str, str]]:
+def walk_source(root: str, exclude=DEFAULT_EXCLUDE, follow: bool = False) -> list[tuple[str, str]]:
     """The files kept under ``root``: sorted ``(relpath, abspath)``, relpath with ``/``.
 
-    Regular files and symlinks (not followed) are kept; a directory, its name or
+    Regular files and symlinks (not followed) are kept; with ``follow`` a
+    symlink to a regular file (anywhere) is kept as that file, its abspath the
+    link's target, and a link to anything else is refused. A directory, its name or
     relative path matched by a pattern of ``exclude`` (fnmatch, case-sensitive), is
     skipped with all it holds, and so is a matched file. Raises ``SourceError`` for a
     missing root, a symlink leading out of the tree, or a special file (fifo, socket,
@@ -119,7 +121,12 @@ def walk_source(root: str, exclude=DEFAULT_EXCLUDE) -> list[tuple[str, str]]:
                 st = os.lstat(abspath)
             except OSError as err:
                 raise SourceError(f"cannot read {relpath!r}: {err.strerror}") from err
-            if stat.S_ISLNK(st.st_mode):
+            if stat.S_ISLNK(st.st_mode) and follow:
+                target = os.path.realpath(abspath)
+                if not os.path.isfile(target):
+                    raise SourceError(f"symlink {relpath!r} does not lead to a regular file")
+                found.append((relpath, target))
+            elif stat.S_ISLNK(st.st_mode):
                 _check_link(root_real, root, relpath, abspath)
                 found.append((relpath, abspath))
             elif stat.S_ISDIR(st.st_mode):

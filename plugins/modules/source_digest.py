@@ -52,6 +52,13 @@ options:
       - node_modules
       - deployment_logs
       - .DS_Store
+  follow:
+    description:
+      - Follow symlinks to regular files, wherever they lead, and keep each as the file it
+        leads to (a link to a directory or to nothing is refused). For a tree that shares a
+        file with another part of a repository by a link.
+    type: bool
+    default: false
   archive:
     description:
       - Where to write the C(.tar.gz) of the kept files (mode 0600; its directory is created
@@ -135,6 +142,7 @@ def main() -> None:
             "path": {"type": "path", "required": True},
             "exclude": {"type": "list", "elements": "str", "default": list(source.DEFAULT_EXCLUDE)},
             "archive": {"type": "path"},
+            "follow": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -142,7 +150,7 @@ def main() -> None:
     archive = module.params["archive"]
 
     try:
-        files = source.walk_source(path, module.params["exclude"])
+        files = source.walk_source(path, module.params["exclude"], follow=module.params["follow"])
         summary = source.digest_files(path, files)
         changed = False
         if archive:

@@ -164,6 +164,12 @@ def log_of(playbook_file: str) -> str | None:
     return _OPENED.get(os.path.abspath(playbook_file))
 
 
+def current_log() -> str | None:
+    """The deploy log of this run (the callback opened it before any task's
+    worker was forked, so a worker sees it too); None when nothing is logged."""
+    return next(iter(_OPENED.values()), None)
+
+
 def error_text(result) -> str:
     """A failed task's message, on one line; ``(output hidden by no_log)`` for a hidden one."""
     data = result.result
@@ -191,6 +197,21 @@ def error_text(result) -> str:
 
 def failed_line(result) -> str:
     return f"ERROR: {one_line(task_name(result), 200)} on {result.host.get_name()}: {error_text(result)}"
+
+
+class Repeats:
+    """A failure a rescue raises again with the same message (to tell the team
+    first, then stop) is said once per host."""
+
+    def __init__(self) -> None:
+        self._seen: set = set()
+
+    def first(self, result) -> bool:
+        key = (result.host.get_name(), error_text(result))
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 def unreachable_line(result) -> str:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import sys
 import threading
 import time
 import urllib.error
@@ -31,6 +32,9 @@ from harness import (
     wait_for,
 )
 from traffic import SECRET_HEADER, proxy_port
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from http_receiver import Receiver  # noqa: E402 - tests/, shared with the unit tests
 
 pytestmark = pytest.mark.integration
 
@@ -173,10 +177,34 @@ def test_deploy_v1_noop_then_v2(deployment):
     secrets = {"app_db_password": "vault-db-" + uuid.uuid4().hex,
                "app_service_secret_env": {"admin_bot": {"BOT_TOKEN": "100001:adm-" + uuid.uuid4().hex},
                                           "master_bot": {"BOT_TOKEN": token}}}
+    # the team's channels: a Telegram chat of the ops bot (the stand-in Bot API
+    # records its sendMessage) and a JSON webhook (a local receiver); their
+    # secrets in Vault too
+    secrets["vault_ops_token"] = "100003:ops-" + uuid.uuid4().hex
+    secrets["vault_hook_token"] = "hook-" + uuid.uuid4().hex
     d.use_vault(secrets)
     flat = {"app_db_password": secrets["app_db_password"],
             "admin token": secrets["app_service_secret_env"]["admin_bot"]["BOT_TOKEN"],
-            "master token": token}
+            "master token": token, "ops bot token": secrets["vault_ops_token"],
+            "hook token": secrets["vault_hook_token"]}
+    receiver = Receiver()
+    d.extravars.update(notify_retries=1, notify_channels=[
+        {"type": "telegram", "bot_token": "{{ vault_ops_token }}", "chat_id": "-100777",
+         "api_base": f"http://127.0.0.1:{d.telegram_port}"},
+        {"type": "webhook", "url": receiver.url + "/hook",
+         "headers": {"Authorization": "Bearer {{ vault_hook_token }}"}}])
+    try:
+        _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver)
+    finally:
+        receiver.close()
+
+
+def audit_lines(d: Deployment) -> list[dict]:
+    with open(os.path.join(d.app_root, "audit.log"), encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver):
 
     # Given v1 of the app, When it is deployed to a fresh server
     make_source(src, 1)
@@ -199,6 +227,27 @@ def test_deploy_v1_noop_then_v2(deployment):
     logs = d.logs()
     assert len(logs) == 1 and os.path.basename(logs[0]).startswith("deploy_")
     assert_in_order(log_messages(logs[0]), SEED_ORDER)
+    # And the team was told: the start and the success, on both channels
+    # (the webhook with its header); the server's audit trail has the deploy
+    hook = [(g["body"]["event"], g["body"]["release"]) for g in receiver.got]
+    assert hook == [("deploy_start", rel1), ("deploy_success", rel1)]
+    assert {g["headers"]["Authorization"] for g in receiver.got} == {"Bearer " + secrets["vault_hook_token"]}
+    told = d.telegram("GET", f"/_control/{secrets['vault_ops_token']}/sent")["result"]
+    texts = [m["text"] for m in told]
+    # the stand-in Bot API starts with this first deploy: the start could not reach it, was
+    # retried, said in the deploy log, and failed nothing
+    assert len(told) == 1 and str(told[0]["chat_id"]) == "-100777"
+    undelivered = ("Notifications (deploy_start): telegram (127.0.0.1) NOT delivered after 2 attempt(s) "
+                   "(Connection")
+    assert any(m.startswith(undelivered) for m in log_messages(d.logs()[0])), log_messages(d.logs()[0])
+    assert texts[-1].startswith(f"✅ {d.name} localhost: deploy succeeded\nrelease: {rel1}\nby: "), texts
+    assert "last lines of the log:" in texts[-1] and "Health check: PASSED" in texts[-1]
+    assert "Notifications (deploy_success): telegram (127.0.0.1) sent; webhook (127.0.0.1) sent" \
+        in log_messages(d.logs()[0])
+    [line] = audit_lines(d)
+    assert (line["action"], line["release"], line["outcome"]) == ("deploy", rel1, "success")
+    assert "@" in line["who"] and line["seconds"] > 10
+    assert os.stat(os.path.join(d.app_root, "audit.log")).st_mode & 0o777 == 0o640
     backups = sorted(f for f in os.listdir(os.path.join(d.backup_root, "deploy")) if f.endswith(".sql.gz"))
     assert len(backups) == 1 and re.fullmatch(r"backup_\d{8}_\d{6}\.sql\.gz", backups[0])
     assert os.stat(os.path.join(d.backup_root, "deploy", backups[0])).st_mode & 0o777 == 0o600
@@ -230,6 +279,33 @@ def test_deploy_v1_noop_then_v2(deployment):
     assert "Proxy: refused 4 webhook request(s) without Telegram's secret header in the last 24 h " \
         "(forged or misdirected; docs/security.md)" in noop_log
     assert_no_secret(flat, "Ansible's output", r.stdout.read())
+    # a deploy of nothing new says so, with no start
+    assert [g["body"]["event"] for g in receiver.got][2:] == ["deploy_success"]
+    assert receiver.got[-1]["body"]["reason"] == "nothing new: already serving"
+    assert [(a["outcome"], a["detail"]) for a in audit_lines(d)][1:] == \
+        [("success", "nothing new: already serving")]
+
+    # When a deploy of new code is refused by a pre-deploy check, the team is
+    # told why, with the log's last lines, and the audit trail has it; the
+    # deploy log says the error once
+    time.sleep(1.1)
+    make_source(src, 2)
+    r = d.run("deploy.yml", preflight_min_free_app_mb=10**8)
+    assert r.status == "failed"
+    failed = receiver.got[-1]["body"]
+    assert failed["event"] == "deploy_failure" and failed["previous"] == rel1
+    assert failed["reason"].startswith("Pre-deploy check 'disk' failed")
+    assert "preflight_check_disk" in failed["reason"]
+    assert failed["log_tail"][-1].startswith("[") and "ERROR: " in failed["log_tail"][-1]
+    assert d.telegram("GET", f"/_control/{secrets['vault_ops_token']}/sent")["result"][-1]["text"] \
+        .startswith(f"❌ {d.name} localhost: deploy FAILED")
+    refused_log = open(d.logs()[-1], encoding="utf-8").read()
+    assert refused_log.count("ERROR: ") == 1 and refused_log.rstrip().endswith("DEPLOYMENT FAILED")
+    assert (audit_lines(d)[-1]["outcome"], audit_lines(d)[-1]["release"]) == ("failure", failed["release"])
+    assert_no_secret(flat, "Ansible's output", r.stdout.read())
+    assert_no_secret(flat, "the deploy log", refused_log)
+    assert d.current_release() == rel1
+    make_source(src, 1)
 
     # When a setting of the provisioning changes (the daily backup's hour),
     # the same code deployed again applies it, and only it
@@ -287,6 +363,13 @@ def test_deploy_v1_noop_then_v2(deployment):
     # both releases kept, v1's image kept for a rollback without a rebuild
     assert {rel1, rel2} <= set(os.listdir(os.path.join(d.app_root, "releases")))
     assert docker("image", "inspect", f"{d.name}:{rel1}", "--format", "{{.Id}}")
+
+    # And playbooks/audit.yml shows the last lines of the trail
+    r = d.run("audit.yml", lines=2)
+    assert r.status == "successful", failed_tasks(r)
+    shown = [e["event_data"]["res"]["msg"] for e in r.events
+             if e.get("event") == "runner_on_ok" and e["event_data"].get("task") == "Show them"][0]
+    assert len(shown) == 2 and f"deploy {rel2} success" in shown[-1], shown
 
 
 def _slow_build_step(workdir: str) -> tuple[str, str]:

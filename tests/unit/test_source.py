@@ -443,3 +443,26 @@ def test_module_through_ansible_playbook(tmp_path):
     assert missing["failed"] is True
     assert "does not exist" in missing["msg"] and "missing" in missing["msg"]
     assert results["bogus"]["failed"] is True and "bogus" in results["bogus"]["msg"]
+
+
+def test_follow_keeps_a_link_to_a_file_elsewhere_as_that_file(tmp_path):
+    (tmp_path / "shared.py").write_text("shared = True\n")
+    root = build(str(tmp_path / "src"), {"pkg/own.py": (b"own = 1\n", False)})
+    os.symlink("../../shared.py", os.path.join(root, "pkg", "shared.py"))
+    with pytest.raises(source.SourceError, match="outside"):
+        source.walk_source(root)
+    files = source.walk_source(root, follow=True)
+    assert [r for r, _ in files] == ["pkg/own.py", "pkg/shared.py"]
+    buf = io.BytesIO()
+    source.write_archive(root, files, buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue()), mode="r:gz") as tar:
+        member = tar.getmember("pkg/shared.py")
+        assert member.isfile() and tar.extractfile(member).read() == b"shared = True\n"
+    # the file's content counts, as a regular file's does
+    before = source.digest_files(root, files)["digest"]
+    (tmp_path / "shared.py").write_text("shared = False\n")
+    assert source.digest_files(root, source.walk_source(root, follow=True))["digest"] != before
+    # a link to a directory is not followed
+    os.symlink(str(tmp_path), os.path.join(root, "up"))
+    with pytest.raises(source.SourceError, match="regular file"):
+        source.walk_source(root, follow=True)
