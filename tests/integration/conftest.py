@@ -12,12 +12,16 @@ removed in finalizers.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# helpers shared with the unit tests (http_receiver)
+if os.path.join(ROOT, "tests") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 DOCKER_HOST = os.environ.get("FS_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 PG_IMAGE = "postgres:15"

@@ -32,6 +32,7 @@ from harness import (
     make_source,
     remove_cron_entries,
 )
+from http_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +121,13 @@ def app(tmp_path_factory):
                                    "weekly": {"keep": 2, "max_age": "2w"},
                                    "monthly": {"keep": 2, "max_age": "2m"}},
     })
+    # the team's JSON webhook, told by the backups (cron's and by hand)
+    receiver = Receiver()
+    d.extravars.update(notify_channels=[{"type": "webhook", "url": receiver.url + "/ops"}],
+                       notify_events=["backup_success", "backup_failure", "backup_missing", "verify_failure"])
     d.identity = identity
     d.s3 = s3
+    d.receiver = receiver
     try:
         make_source(d.extravars["code_sync_source_dir"], 1)
         r = d.run("deploy.yml")
@@ -131,6 +137,7 @@ def app(tmp_path_factory):
     finally:
         remove_cron_entries(d.name)
         s3.stop()
+        receiver.close()
         d.destroy()
 
 
@@ -173,6 +180,10 @@ def test_provisioning_installs_the_seed_schedules_and_the_jobs_run_by_hand(app):
     assert cron_entry(d.name, "weekly")[0] == "0 3 * * 0"
     assert cron_entry(d.name, "monthly")[0] == "0 4 1 * *"
     assert cron_entry(d.name, "verify")[0] == "30 5 * * 0"
+    assert cron_entry(d.name, "watch")[0] == "17 * * * *"
+    # the backup by hand was told from the control node
+    told = [(g["body"]["event"], g["body"]["reason"], g["body"]["who"]) for g in d.receiver.got]
+    assert told == [("backup_success", now_name, told[0][2])] and "@" in told[0][2], told
     config = os.path.join(d.app_root, "backup", "config.json")
     assert os.stat(config).st_mode & 0o777 == 0o600
     assert os.stat(os.path.join(d.app_root, "backup", "rclone.conf")).st_mode & 0o777 == 0o600
@@ -211,6 +222,39 @@ def test_provisioning_installs_the_seed_schedules_and_the_jobs_run_by_hand(app):
         status = json.load(fh)
     assert set(status["schedules"]) == {"daily", "weekly", "monthly"}
     assert all("last_upload" in s for s in status["schedules"].values())
+    # and each job told the team from the server, by the program's own copy of notify.py
+    told = [g["body"] for g in d.receiver.got[1:]]
+    assert [(t["event"], t["who"], t["server"]) for t in told] == \
+        [("backup_success", "scheduled job", "localhost")] * 3
+    assert [t["reason"].split()[0] for t in told] == ["daily", "weekly", "monthly"]
+
+    # When the dead-man check runs (as cron would) and every schedule has its backup: nothing is told
+    status_file = os.path.join(d.backup_root, "status.json")
+    _, watch = cron_entry(d.name, "watch")
+    watched = subprocess.run(["sh", "-c", watch], capture_output=True, text=True, timeout=120,
+                             env={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+    assert watched.returncode == 0 and watched.stderr == "", watched.stderr
+    assert len(d.receiver.got) == 4
+    # When the weekly job has had no success for 8 days (its cron line gone, say)
+    with open(status_file, encoding="utf-8") as fh:
+        kept = fh.read()
+    status = json.loads(kept)
+    old = (datetime.datetime.now().astimezone() - datetime.timedelta(days=8)).isoformat(timespec="seconds")
+    status["watch_since"] = old
+    status["schedules"]["weekly"]["last_success"]["time"] = old
+    with open(status_file, "w", encoding="utf-8") as fh:
+        json.dump(status, fh)
+    watched = subprocess.run(["sh", "-c", watch], capture_output=True, text=True, timeout=120,
+                             env={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+    # Then the team is told, and the status file says so
+    assert watched.returncode == 0, watched.stderr
+    missing = d.receiver.got[-1]["body"]
+    assert missing["event"] == "backup_missing"
+    assert missing["reason"].startswith("no successful weekly backup for 8.0 d")
+    with open(status_file, encoding="utf-8") as fh:
+        assert json.load(fh)["schedules"]["weekly"]["missing"]["reason"] == missing["reason"]
+    with open(status_file, "w", encoding="utf-8") as fh:
+        fh.write(kept)
 
 
 def test_backup_then_restore_from_the_cloud_gives_the_same_tables(app):

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import re
-import sys
 import threading
 import time
 import urllib.error
@@ -31,10 +30,8 @@ from harness import (
     ran_tasks,
     wait_for,
 )
+from http_receiver import Receiver
 from traffic import SECRET_HEADER, proxy_port
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from http_receiver import Receiver  # noqa: E402 - tests/, shared with the unit tests
 
 pytestmark = pytest.mark.integration
 

@@ -178,6 +178,13 @@ BAD = [
     ("status-file", changed(status_file="status.json"), ["backup_status_file"]),
     ("search-dirs", changed(other_dirs=["deploy"]), ["backup_search_dirs (other_dirs)"]),
     ("ping-url", changed(ping_url="ftp://example.net/x"), ["backup_ping_url"]),
+    ("notify-type", changed(notify={"channels": [{"type": "email"}]}),
+     ["backup_notify_channels[0].type is 'email'"]),
+    ("notify-token", changed(notify={"channels": [{"type": "telegram", "chat_id": 1}]}),
+     ["backup_notify_channels[0].bot_token is empty"]),
+    ("notify-event", changed(notify={"channels": [], "events": ["backup_done"]}),
+     ["backup_notify_events: unknown ['backup_done']"]),
+    ("watch-margin", changed(watch={"margin_s": -1, "periods": {}}), ["backup_watch_margin_hours"]),
     ("not-an-object", [1, 2], ["not a JSON object"]),
 ]
 

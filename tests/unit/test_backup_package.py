@@ -23,7 +23,7 @@ ENTRY = os.path.join(FILES, "fs-backup")
 HEADER = ("# Copyright (c) 2026, field-service-deploy contributors\n"
           "# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)\n")
 ACTIONS = {"check", "check_config", "cloud_rotate", "dump", "list", "locate", "restore", "rotate", "run",
-           "verify", "verify_checksum"}
+           "verify", "verify_checksum", "watch"}
 
 
 def sources() -> dict[str, str]:

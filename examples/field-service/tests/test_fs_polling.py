@@ -27,6 +27,8 @@ def test_polling_processes_queued_updates_and_advances_offset(
     assert [(m["chat_id"], m["text"]) for m in fake.sent()] == [
         (7, "master_bot 1.0.0: got hello"), (7, "master_bot 1.0.0: got world"),
         (7, "master_bot 1.0.0: got again")]
+    # each reply is sent inside its update's transaction: the last commit comes just after
+    wait_for(lambda: len(processed(database_url)) == 3, 10, "3 updates committed")
     assert processed(database_url) == [(i, 7, t, "r-test") for i, t in
                                        zip(ids, ["hello", "world", "again"], strict=True)]
     assert next_offset(database_url) == ids[-1] + 1
@@ -140,6 +142,7 @@ def test_transient_reply_failure_is_retried_without_duplicates(
     wait_for(lambda: len(fake.sent()) == 2, 15, "both replies")
     assert [m["text"] for m in fake.sent()] == ["master_bot 1.0.0: got retry me",
                                                 "master_bot 1.0.0: got next"]
-    assert [r[0] for r in processed(database_url)] == ids
+    # the reply is sent inside the update's transaction: its commit comes just after
+    wait_for(lambda: [r[0] for r in processed(database_url)] == ids, 10, "both updates committed")
     assert "reply failed, will retry" in bot.logs()
     assert bot.terminate() == 0

@@ -103,6 +103,7 @@ from .actions import (
     run,
     verify,
     verify_checksum,
+    watch,
 )
 from .actions import list as list_backups
 from .compression import COMPRESS_SUFFIXES, DEFAULT_LEVELS, LEVEL_RANGES, default_threads
@@ -133,6 +134,7 @@ COMMANDS = {
     "list": list_backups.run,
     "cloud-rotate": cloud_rotate.run,
     "verify-checksum": verify_checksum.run,
+    "watch": watch.run,
 }
 
 
@@ -327,8 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
                                             "the cloud and rotate there (as configured)")
     run_parser.add_argument("schedule", metavar="SCHEDULE", help="daily, weekly or monthly")
     run_parser.add_argument("--config", required=True, metavar="PATH")
+    run_parser.add_argument("--no-notify", action="store_true",
+                            help="do not tell the notification channels (a run by hand whose "
+                                 "playbook tells them)")
 
     _add_rotate_parsers(sub, common)
+
+    watched = sub.add_parser("watch", parents=[common], help="the dead-man check of the schedules (cron)",
+                             description="tell the team (and the status file) about a schedule "
+                                         "with no success for longer than its period plus the margin")
+    watched.add_argument("--config", required=True, metavar="PATH")
 
     checked = sub.add_parser("check-config", parents=[common],
                              help="check a configuration before it is used",

@@ -19,7 +19,17 @@ from .files import atomic_write, ensure_dir
 log = logging.getLogger(__name__)
 
 
-def update_status(path: str, key: str, record: dict, section: str | None = None) -> None:
+def read_status(path: str) -> dict:
+    """The status file's content; {} when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def update_status(path: str, key: str, record: dict | None, section: str | None = None) -> None:
     """Set ``key`` (last_success / last_failure / ...) in the JSON status file.
 
     With ``section`` the key is set in ``data["schedules"][section]`` (the

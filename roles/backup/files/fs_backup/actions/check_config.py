@@ -25,7 +25,7 @@ import logging
 import os
 import re
 
-from .. import rotation
+from .. import notify, rotation
 from ..compression import COMPRESS_SUFFIXES, LEVEL_RANGES
 from ..configuration import read_config
 from ..encryption import is_private_key, is_public_key
@@ -256,6 +256,25 @@ def check_rest(config: dict) -> None:
     url = config.get("ping_url") or ""
     if not isinstance(url, str) or (url and not re.match(r"^https?://[^/\s]+", url)):
         _refuse("backup_ping_url", "ping_url", f"must be empty or an http(s):// URL, got {url!r}")
+    check_notify(config)
+
+
+def check_notify(config: dict) -> None:
+    settings = config.get("notify") or {}
+    try:
+        notify.check_channels(settings.get("channels") or [], "backup_notify_channels")
+        if settings.get("events") is not None:
+            notify.check_events(settings["events"], "backup_notify_events")
+    except notify.ConfigError as exc:
+        raise ConfigError(f"{exc} (notify)") from exc
+    watch = config.get("watch") or {}
+    if not _seconds(watch.get("margin_s", 0), 0, strict=False):
+        _refuse("backup_watch_margin_hours", "watch.margin_s",
+                f"must be a number >= 0, got {watch.get('margin_s')!r}")
+    periods = watch.get("periods") or {}
+    if not isinstance(periods, dict) or not all(_seconds(v, 0, strict=True) for v in periods.values()):
+        _refuse("backup_watch_enabled", "watch.periods",
+                f"must map schedules to seconds > 0, got {periods!r}")
 
 
 def check(config) -> dict:

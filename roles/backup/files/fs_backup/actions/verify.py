@@ -24,7 +24,7 @@ from ..encryption import AGE_HEADER, KeyPipes, read_identity
 from ..errors import BackupError
 from ..execute import run_stream
 from ..files import now_text
-from ..monitoring import ping
+from ..monitoring import ping, tell
 from ..names import ENCRYPTED_SUFFIX, SIDECAR_SUFFIX
 from ..pipelines import source_stages
 from ..postgresql import load_stage, psql, remove_container, start_scratch
@@ -125,6 +125,12 @@ def run(args) -> dict:
         record(status, "last_verify", entry)
         if config:
             ping(config.get("ping_url"), False, f"verify of {path} failed: {message}")
+            tell(config, "verify_failure", f"verify of {path} failed: {message}",
+                 who=getattr(args, "who", None) or "scheduled job")
         raise
     record(status, "last_verify", entry)
+    if config:
+        tell(config, "verify_success", f"{os.path.basename(path)}: {entry['tables']} tables, "
+             f"{entry['rows']} rows loaded in {entry['seconds']} s",
+             who=getattr(args, "who", None) or "scheduled job")
     return entry
