@@ -17,6 +17,10 @@ side, each preceded by the same warm-up:
   sidecar, written under a temporary name, fsynced and renamed;
 * ``ours_zstd3_s`` / ``ours_zstd3_bytes``: the same with ``--compress zstd
   --level 3`` (the role's ``backup_compress: zstd``), the option for speed;
+* ``gzip_levels``: ours with each gzip level of ``--levels`` (seconds,
+  bytes, and both against the floor and the baseline), and
+  ``chosen_level``: the best-compressing level that meets the goals (the
+  role's default ``backup_level`` is set from it);
 * ``restore_floor_s``: ``psql -v ON_ERROR_STOP=1 < plain.sql`` into a new
   database;
 * ``restore_s``: ``fs-backup restore`` of our file (checksum, age
@@ -46,6 +50,10 @@ import uuid
 from _support import ROOT, machine, write_result
 
 FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs-backup")
+sys.path.insert(0, os.path.join(ROOT, "roles", "backup", "files"))
+from fs_backup.compression import DEFAULT_LEVELS  # noqa: E402 - the program's own default
+
+DEFAULT_LEVEL = DEFAULT_LEVELS["gzip"]
 PG_IMAGE = os.environ.get("FS_POSTGRES_IMAGE", "postgres:15")
 USER, DB = "bench", "benchdb"
 DUMP_ARGS = ["pg_dump", "-U", USER, "-d", DB, "--no-owner", "--no-privileges", "--encoding=UTF8"]
@@ -200,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=float, default=1100.0, help="database size to generate")
     ap.add_argument("--small-mb", type=float, default=110.0, help="size of the first peak-RSS run")
     ap.add_argument("--workdir", default=None, help="where the files go (default a temporary folder)")
+    ap.add_argument("--levels", default="1,2,3,4,6", help="gzip levels to measure (comma-separated)")
+    ap.add_argument("--default-level", type=int, default=DEFAULT_LEVEL,
+                    help="the level of the 'ours' run (default: the role's backup_level)")
     args = ap.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="fs-bench-backup-", dir=args.workdir)
@@ -243,7 +254,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline  pg_dump | gzip -6          {result['baseline_s']:8.2f} s "
               f"{result['baseline_bytes'] / 1e6:8.1f} MB", flush=True)
 
-        seconds, rss, info = run_ours(ours("ours.sql.gz.age"))
+        # each gzip level, the same way: the default is chosen from these
+        levels = {}
+        for level in [int(x) for x in args.levels.split(",") if x.strip()]:
+            seconds, _, info = run_ours(ours(f"level{level}.sql.gz.age", "gzip", str(level)))
+            os.unlink(info["path"])
+            levels[level] = {"s": round(seconds, 2), "bytes": info["bytes"],
+                             "x_floor": round(seconds / result["floor_s"], 2),
+                             "x_baseline_bytes": round(info["bytes"] / result["baseline_bytes"], 3)}
+            print(f"ours      gzip -{level} (age)            {seconds:8.2f} s {info['bytes'] / 1e6:8.1f} MB  "
+                  f"{levels[level]['x_floor']:.2f} x floor, "
+                  f"{levels[level]['x_baseline_bytes']:.3f} x baseline bytes", flush=True)
+        result["gzip_levels"] = levels
+        meeting = [lv for lv, m in sorted(levels.items())
+                   if m["x_floor"] <= 2 and m["x_baseline_bytes"] <= 1.1]
+        # among the levels that meet both goals, the one that writes the fewest bytes
+        result["chosen_level"] = min(meeting, key=lambda lv: levels[lv]["bytes"]) if meeting else None
+        print(f"chosen gzip level: {result['chosen_level']}", flush=True)
+
+        seconds, rss, info = run_ours(ours("ours.sql.gz.age", "gzip", str(args.default_level)))
+        result["ours_level"] = args.default_level
         result["ours_s"] = round(seconds, 2)
         result["ours_bytes"] = info["bytes"]
         result["peak_rss_mb"] = round(rss, 1)

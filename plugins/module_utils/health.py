@@ -53,6 +53,7 @@ DEFAULTS = {
     "webhook_max_pending": 100,
     "proxy_container": None,
     "refused_window": 86400.0,
+    "maintenance": False,
 }
 HEARTBEAT_SQL = "SELECT service, release, EXTRACT(EPOCH FROM (now() - beat_at)) FROM {table}"
 TABLE_SQL = "SELECT to_regclass('{table}') IS NOT NULL"
@@ -230,7 +231,7 @@ def container_state(inspect: dict | None) -> dict:
     """The parts of a container inspect dict the check looks at."""
     if not inspect:
         return {
-            "exists": False, "id": None, "running": False, "restarting": False,
+            "exists": False, "id": None, "running": False, "restarting": False, "paused": False,
             "restart_count": 0, "started_at": "", "finished_at": "", "status": "missing", "exit_code": None,
             "tty": False, "health": "",
         }
@@ -240,6 +241,7 @@ def container_state(inspect: dict | None) -> dict:
         "id": inspect.get("Id"),
         "running": bool(state.get("Running")),
         "restarting": bool(state.get("Restarting")),
+        "paused": bool(state.get("Paused")),
         "restart_count": int(inspect.get("RestartCount") or 0),
         "started_at": str(state.get("StartedAt") or ""),
         "finished_at": str(state.get("FinishedAt") or ""),
@@ -432,9 +434,16 @@ def evaluate(
             ))
         if known:
             svc_failures.extend(container_failures(name, container, state, baselines.get(name)))
+        paused_ok = state["paused"] and bool(svc.get("maintenance"))
+        if state["paused"] and not paused_ok:
+            svc_failures.append(_failure(
+                name, "container", f"container {container} is paused and maintenance mode is off "
+                "(playbooks/maintenance.yml -e state=off resumes it)", PRIO_CONTAINER))
         hb = None if heartbeats is None else heartbeats.get(name)
         mode = svc.get("heartbeat") or "required"
-        if mode == "off":
+        if paused_ok:
+            hb_check = "paused for maintenance"
+        elif mode == "off":
             hb_check = "off"
         elif mode == "auto" and heartbeats is not None and hb is None:
             hb_check = (f"not used (no table {table})" if table else
@@ -461,6 +470,7 @@ def evaluate(
             "status": state["status"],
             "running": state["running"],
             "restarting": state["restarting"],
+            "paused": state["paused"],
             "restart_count": state["restart_count"],
             "started_at": state["started_at"],
             "critical_lines": lines,
@@ -519,6 +529,8 @@ def normalize_params(params: dict) -> dict:
             "container": str(svc["container"]),
             "release": None if release in (None, "") else str(release),
             "heartbeat": mode,
+            # maintenance mode: a paused container is what it asks (roles/maintenance)
+            "maintenance": bool(p.get("maintenance")),
         })
     p["services"] = clean
     hooks = []

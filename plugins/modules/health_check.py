@@ -135,6 +135,13 @@ options:
     description: Seconds of the proxy's logs in which refused webhook requests are counted.
     type: float
     default: 86400
+  maintenance:
+    description:
+      - Maintenance mode is on (C(playbooks/maintenance.yml)) - a paused container (a polling bot
+        the mode paused) is what it asks; its heartbeat is not checked and the report says
+        C(paused for maintenance). With it off, a paused container fails the check.
+    type: bool
+    default: false
   fail_on_unhealthy:
     description:
       - "When true, the task fails with the message C(Health check: FAILED) followed by the reason
@@ -346,6 +353,7 @@ ARGUMENT_SPEC = {
     "webhook_max_pending": {"type": "int", "default": 100},
     "proxy_container": {"type": "str"},
     "refused_window": {"type": "float", "default": 86400},
+    "maintenance": {"type": "bool", "default": False},
     **docker_spec(),
 }
 REPORT_KEYS = ("status", "reason", "failures", "services", "database", "webhooks", "attempts", "elapsed")

@@ -420,6 +420,38 @@ def test_list_download_and_verify(app):
     assert r.status == "successful", failed_tasks(r)
     assert "Verify PASSED" in task_result(r, "Say what was verified")["msg"]
 
+    # The restore drill (the CI templates' weekly job): the newest backup of each schedule,
+    # loaded and compared table by table with the live database; the evidence in the status
+    # file and the audit trail
+    r = run(d, "verify_backup.yml", each_schedule=True, compare=True, backup_age_identity=d.identity)
+    assert r.status == "successful", failed_tasks(r)
+    said = task_result(r, "Say what was verified")["msg"]
+    with open(os.path.join(d.backup_root, "status.json"), encoding="utf-8") as fh:
+        status = json.load(fh)
+    for schedule in ("daily", "weekly", "monthly"):
+        evidence = status["schedules"][schedule]["last_verify"]
+        name = os.path.basename(evidence["file"])
+        assert evidence["result"] == "ok" and evidence["level"] == "full" and evidence["rows"] >= 4300
+        assert evidence["compare"]["differ"] == [] and evidence["compare"]["tables"] == evidence["tables"]
+        assert f"{name} (sha256 {evidence['sha256'][:12]}, full: {evidence['tables']} tables, " \
+               f"{evidence['rows']} rows" in said, said
+    with open(os.path.join(d.app_root, "audit.log"), encoding="utf-8") as fh:
+        line = json.loads(fh.read().splitlines()[-1])
+    assert (line["action"], line["outcome"]) == ("verify", "success")
+    assert line["detail"] == " ".join(said.split(": ", 1)[1].split())
+    # When the live database no longer matches its backup (a table doubled since), the drill
+    # fails naming the table, and the team is told
+    d.psql("INSERT INTO bk_customers (name) SELECT 'extra ' || g FROM generate_series(1, 4000) g")
+    try:
+        r = run(d, "verify_backup.yml", each_schedule=True, compare=True, backup_age_identity=d.identity)
+        assert r.status == "failed"
+        told = d.receiver.got[-1]["body"]
+        assert told["event"] == "verify_failure", told
+        assert "the copy differs from the live database beyond 10 %: public.bk_customers: 4000 rows in the " \
+               "backup, 8000 live" in told["reason"], told["reason"]
+    finally:
+        d.psql("DELETE FROM bk_customers WHERE name LIKE 'extra %'")
+
 
 def test_db_size_health_and_logs(app):
     d = app

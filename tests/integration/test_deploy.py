@@ -115,6 +115,17 @@ def post(url: str, body: dict, headers: dict | None = None) -> int:
         return exc.code
 
 
+def post_full(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict, str]:
+    """The status, headers and body of a POST (an error status too)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
 def get_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -194,6 +205,48 @@ def test_deploy_v1_noop_then_v2(deployment):
         _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver)
     finally:
         receiver.close()
+
+
+HOOK_STEPS = ["checks", "backup", "upload", "build", "migrate", "switch", "health_check"]
+
+
+def write_hooks(folder: str, points: list[str], fail: str | None = None) -> str:
+    """Hook files that each note, on the server, what they were given (and one that fails)."""
+    os.makedirs(folder, exist_ok=True)
+    for point in points:
+        with open(os.path.join(folder, f"{point}.yml"), "w", encoding="utf-8") as fh:
+            fh.write(f"""---
+- name: Make the folder of the notes
+  ansible.builtin.file:
+    path: "{{{{ app_root }}}}/hooks-ran"
+    state: directory
+    mode: "0700"
+
+- name: Note what the hook {point} was given
+  ansible.builtin.copy:
+    dest: "{{{{ app_root }}}}/hooks-ran/{{{{ hook_point }}}}.json"
+    content: "{{{{ {{'release': hook_release, 'previous': hook_previous, 'step': hook_step,
+                   'result': hook_result, 'at': now().timestamp()}} | to_json }}}}"
+    mode: "0600"
+""")
+    if fail:
+        with open(os.path.join(folder, f"{fail}.yml"), "w", encoding="utf-8") as fh:
+            fh.write("---\n- name: Warm the cache\n  ansible.builtin.fail:\n"
+                     "    msg: the cache server is down\n")
+    return folder
+
+
+def hooks_ran(d: Deployment) -> dict:
+    """What each hook that ran noted (and clears the notes)."""
+    folder = os.path.join(d.app_root, "hooks-ran")
+    if not os.path.isdir(folder):
+        return {}
+    ran = {}
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            ran[name[:-5]] = json.load(fh)
+        os.remove(os.path.join(folder, name))
+    return ran
 
 
 def audit_lines(d: Deployment) -> list[dict]:
@@ -304,14 +357,58 @@ def _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver):
     assert d.current_release() == rel1
     make_source(src, 1)
 
-    # When a setting of the provisioning changes (the daily backup's hour),
-    # the same code deployed again applies it, and only it
+    # When maintenance mode is turned on
+    r = d.run("maintenance.yml", state="on", message="Back at 15:00")
+    assert r.status == "successful", failed_tasks(r)
+    master = f"{d.name}_master_bot_{rel1}"
+    assert docker("inspect", "--format", "{{.State.Paused}} {{.State.Running}}", master) == "true true"
+    # Then a webhook update gets 503 with the page and Retry-After (a forged one still 401)
+    hook = f"http://127.0.0.1:{proxy_port(d)}/admin_bot/webhook"
+    update = {"message": {"message_id": 1, "date": 0, "chat": {"id": 8, "type": "private"}, "text": "/start"}}
+    status, headers, body = post_full(hook, {"update_id": 9_100_001, **update},
+                                      {SECRET_HEADER: flat["webhook secret"]})
+    assert (status, headers.get("Retry-After")) == (503, "120") and "Back at 15:00" in body, (status, body)
+    assert post(hook, {"update_id": 9_100_002, **update}) == 401
+    # and what Telegram sends meanwhile waits: the webhook's update (retried on the 503) and
+    # the polling bot's (it is paused)
+    waiting = {"admin_bot": d.telegram("POST", f"/_control/{admin_token}/updates",
+                                       {"text": "during maintenance", "chat_id": 44})["update_ids"][0],
+               "master_bot": d.telegram("POST", f"/_control/{token}/updates",
+                                        {"text": "during maintenance", "chat_id": 45})["update_ids"][0]}
+
+    def stored(service: str) -> str:
+        return d.psql(f"SELECT count(*) FROM processed_updates WHERE service = '{service}' "
+                      f"AND update_id = {waiting[service]}")
+
+    def refused_by_maintenance() -> int:
+        return d.telegram("GET", f"/_control/{admin_token}/stats")["result"]["webhook_failures"]
+
+    assert wait_for(lambda: refused_by_maintenance() >= 2, 20)
+    assert stored("admin_bot") == "0" and stored("master_bot") == "0"
+
+    # When a setting of the provisioning changes (the daily backup's hour), the
+    # same code deployed again - in maintenance mode - applies it, and only it
     time.sleep(1.1)
     r = d.run("deploy.yml", backup_daily_hour="3")
     assert r.status == "successful", failed_tasks(r)
     assert changed_tasks(r) == ["Schedule the backups", "Write the provisioning stamp"], changed_tasks(r)
     assert crontab().splitlines()[crontab().splitlines().index(f"#Ansible: {d.name} backup daily") + 1] \
         .startswith("0 3 * * * ")
+    # and says it is in maintenance mode; the health check knows it, the bot stays paused
+    during = log_messages(d.logs()[-1])
+    assert any(m.startswith("Maintenance mode is on (since ") for m in during), during
+    assert any(m.startswith("Health check: PASSED; maintenance mode is on since ") for m in during), during
+    assert docker("inspect", "--format", "{{.State.Paused}}", master) == "true"
+
+    # When maintenance mode ends, nothing that waited is lost, nor taken twice
+    r = d.run("maintenance.yml", state="off")
+    assert r.status == "successful", failed_tasks(r)
+    assert docker("inspect", "--format", "{{.State.Paused}}", master) == "false"
+    assert wait_for(lambda: stored("admin_bot") == "1" and stored("master_bot") == "1", 30)
+    after = post_full(hook, {"update_id": 9_100_003, **update}, {SECRET_HEADER: flat["webhook secret"]})
+    assert after[0] == 200
+    assert [(a["action"], a["outcome"]) for a in audit_lines(d)][-3:] == \
+        [("maintenance_on", "success"), ("deploy", "success"), ("maintenance_off", "success")]
 
     # When the admin bot's webhook was pointed elsewhere and one was set for
     # the polling bot, the health check says both
@@ -341,11 +438,30 @@ def _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver):
         f"(it points at {elsewhere})" in log_messages(d.logs()[-1])
     assert "Health check: PASSED" in log_messages(d.logs()[-1])
 
-    # When v2 (a new migration) is deployed
+    # When v2 is deployed with a before_build hook that fails: the deploy stops before the
+    # build, naming the hook; the on_failure hook gets the reason; v1 keeps serving
     time.sleep(1.1)
     make_source(src, 2)
+    failing = write_hooks(os.path.join(d.workdir, "hooks-failing"), ["after_upload", "on_failure"],
+                          fail="before_build")
+    r = d.run("deploy.yml", hooks_dir=failing)
+    assert r.status == "failed"
+    reason = receiver.got[-1]["body"]["reason"]
+    assert f"Hook before_build ({failing}/before_build.yml) failed at 'Warm the cache': " \
+        "the cache server is down; the deploy stopped before its build step" in reason, reason
+    assert reason.endswith(f"The serving release {rel1} was not changed."), reason
+    ran = hooks_ran(d)
+    assert sorted(ran) == ["after_upload", "on_failure"]
+    assert ran["on_failure"]["result"] == reason and ran["on_failure"]["previous"] == rel1
+    assert d.current_release() == rel1 and len(d.containers()) == 2
+    assert not os.path.exists(os.path.join(d.app_root, "releases", ran["after_upload"]["release"]))
+
+    # When v2 (a new migration) is deployed, with a hook around every step
+    time.sleep(1.1)
+    points = [f"{w}_{s}" for s in HOOK_STEPS for w in ("before", "after")]
+    hooks = write_hooks(os.path.join(d.workdir, "hooks"), points)
     watch = ProcessWatch()
-    r = d.run("deploy.yml")
+    r = d.run("deploy.yml", hooks_dir=hooks)
     processes = watch.stop()
     assert r.status == "successful", failed_tasks(r)
     assert_no_secret(flat, "Ansible's output", r.stdout.read())
@@ -353,6 +469,13 @@ def _deploy_v1_noop_then_v2(d, src, token, secrets, flat, receiver):
     assert_no_secret(flat, "the deploy log", open(d.logs()[-1], encoding="utf-8").read())
     rel2 = d.current_release()
     assert rel2 and rel2 != rel1
+    # each hook ran once, in the order of the steps, with the release, the previous one and the step
+    ran = hooks_ran(d)
+    assert sorted(ran, key=lambda p: ran[p]["at"]) == points
+    assert {(h["release"], h["previous"], h["step"]) for h in ran.values()} == \
+        {(rel2, rel1, s) for s in HOOK_STEPS}
+    assert ran["after_health_check"]["result"] == "PASSED"
+    assert f"Hooks ({hooks}): " + ", ".join(sorted(ran)) in log_messages(d.logs()[-1])
     names = sorted(c["Names"] for c in d.containers())
     assert names == [f"{d.name}_admin_bot_{rel2}", f"{d.name}_master_bot_{rel2}"]
     assert d.psql("SELECT version_num FROM alembic_version") == "0002"

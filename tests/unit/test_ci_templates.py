@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / "ci-templates" / "github" / "deploy.yml"
 GITLAB = ROOT / "ci-templates" / "gitlab" / ".gitlab-ci.yml"
+GITHUB_DRILL = ROOT / "ci-templates" / "github" / "restore-drill.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 SECRETS = ("ANSIBLE_VAULT_PASSWORD", "SSH_PRIVATE_KEY", "SSH_KNOWN_HOSTS")
 STAGES = ["test", "backup", "deploy", "verify"]
@@ -50,8 +51,9 @@ def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     ("schema", "path"),
-    [("vendor.github-workflows", GITHUB), ("vendor.gitlab-ci", GITLAB)],
-    ids=["github", "gitlab"],
+    [("vendor.github-workflows", GITHUB), ("vendor.gitlab-ci", GITLAB),
+     ("vendor.github-workflows", GITHUB_DRILL)],
+    ids=["github", "gitlab", "github-restore-drill"],
 )
 def test_template_is_schema_valid(schema, path):
     proc = check_jsonschema(schema, path)
@@ -80,7 +82,7 @@ def test_schema_check_rejects_a_broken_template(schema, path, breakage, tmp_path
 # --- secrets ---------------------------------------------------------------------------------------
 
 
-def secret_leaks(script: str) -> list[str]:
+def secret_leaks(script: str, secrets: tuple = SECRETS) -> list[str]:
     """Lines of a shell script that could print a secret.
 
     A secret variable may only be tested for emptiness, written to a file (``> file``)
@@ -91,7 +93,7 @@ def secret_leaks(script: str) -> list[str]:
         stripped = line.strip()
         if re.search(r"\bset\s+-[a-z]*x", stripped) or "xtrace" in stripped:
             problems.append(f"shell tracing prints every secret: {stripped}")
-        for name in SECRETS:
+        for name in secrets:
             if not re.search(rf"\$\{{?{name}(?![A-Za-z0-9_])", stripped):
                 continue
             if re.search(r"\becho\b", stripped):
@@ -265,11 +267,12 @@ def test_github_secret_handling_in_each_server_job():
 
 def test_gitlab_stage_order():
     doc = load(GITLAB)
-    assert doc["stages"] == STAGES
+    # the seed's pipeline, then the restore drill's own stage (scheduled pipelines only)
+    assert doc["stages"] == [*STAGES, "drill"]
     jobs = gitlab_jobs(doc)
     by_stage = {stage: [n for n, j in jobs.items() if j.get("stage") == stage] for stage in STAGES}
     assert all(by_stage.values()), f"a stage without a job: {by_stage}"
-    assert not [n for n, j in jobs.items() if j.get("stage") not in STAGES]
+    assert not [n for n, j in jobs.items() if j.get("stage") not in [*STAGES, "drill"]]
     assert not [n for n, j in jobs.items() if j.get("needs")], "needs: would let a job skip the stage order"
 
 
@@ -318,3 +321,50 @@ def test_gitlab_secret_handling_in_each_server_job():
         cleanup = gitlab_script(job, "after_script")
         assert 'rm -f "$ANSIBLE_VAULT_PASSWORD_FILE"' in cleanup, f"{name}: after_script keeps the vault file"
         assert COLLECTION_INSTALL.search(setup), f"{name}: the collection is not installed at a pinned ref"
+
+
+# --- the restore drill ------------------------------------------------------------------------------
+
+DRILL = "fieldservice.deploy.verify_backup"
+DRILL_ARGS = ("-e each_schedule=true", "-e compare=true")
+
+
+def test_the_github_restore_drill_runs_weekly_with_the_key_from_a_secret():
+    doc = load(GITHUB_DRILL)
+    # PyYAML reads the key "on" as True
+    trigger = doc.get("on", doc.get(True))
+    assert [c["cron"] for c in trigger["schedule"]] == ["30 6 * * 1"] and "workflow_dispatch" in trigger
+    assert doc["concurrency"]["group"] == load(GITHUB)["concurrency"]["group"], "never beside a deploy"
+    runs = "\n".join(step.get("run", "") for _job, step in github_steps(doc))
+    assert DRILL in runs and all(a in runs for a in DRILL_ARGS)
+    assert "secrets.BACKUP_AGE_IDENTITY" in GITHUB_DRILL.read_text(encoding="utf-8")
+    problems = []
+    for job_id, step in github_steps(doc):
+        run = step.get("run", "")
+        if "secrets." in run:
+            problems.append(f"{job_id}: a run script expands ${{{{ secrets.* }}}} inline")
+        problems += [f"{job_id}: {p}" for p in secret_leaks(run, SECRETS + ("BACKUP_AGE_IDENTITY",))]
+    assert not problems, "\n".join(problems)
+    # the key file is removed, whatever happened
+    last = github_steps(doc)[-1][1]
+    assert last.get("if") == "always()" and "age-identity" in last["run"] and "drill.json" in last["run"]
+
+
+def test_the_gitlab_restore_drill_runs_only_on_the_schedule():
+    doc = load(GITLAB)
+    jobs = gitlab_jobs(doc)
+    drill = jobs["restore-drill"]
+    assert drill["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    script = gitlab_script(drill, "script")
+    assert DRILL in script and all(a in script for a in DRILL_ARGS)
+    assert not secret_leaks(gitlab_script(drill), SECRETS + ("BACKUP_AGE_IDENTITY",))
+    assert drill["resource_group"] == jobs["deploy"]["resource_group"], "never beside a deploy"
+    cleanup = gitlab_script(drill, "after_script")
+    assert 'rm -f "$ANSIBLE_VAULT_PASSWORD_FILE"' in cleanup
+    assert "age-identity" in cleanup and "drill-" in cleanup
+    # a scheduled pipeline deploys nothing: every other job is off on the schedule
+    for name, job in jobs.items():
+        if name != "restore-drill":
+            assert job.get("rules") == [{"if": '$CI_PIPELINE_SOURCE != "schedule"'}], name
+    assert any("schedule" in rule["if"] for rule in doc["workflow"]["rules"])
+

@@ -75,7 +75,7 @@ def test_healthy_report_shape():
         assert key in svc
     assert svc == {
         "container": "fs_master_bot_r2", "exists": True, "status": "running", "running": True,
-        "restarting": False, "restart_count": 0, "started_at": STARTED, "critical_lines": [],
+        "restarting": False, "paused": False, "restart_count": 0, "started_at": STARTED, "critical_lines": [],
         "heartbeat_age": 1.5, "heartbeat_release": "r2", "heartbeat": "checked", "ok": True,
     }
 
@@ -97,6 +97,26 @@ def test_stopped_container():
     r = run_eval(inspects=data["inspects"])
     assert r["reason"] == "master_bot: container fs_master_bot_r2 is not running (exited, exit code 137)"
     assert r["permanent"] is False
+
+
+def test_a_paused_container_passes_only_in_maintenance_mode():
+    data = healthy_inputs()
+    data["inspects"]["master_bot"] = inspect()
+    data["inspects"]["master_bot"]["State"]["Paused"] = True
+    data["heartbeats"]["master_bot"] = {"release": "r2", "age": 600.0}  # it beats no more
+    r = run_eval(inspects=data["inspects"], heartbeats=data["heartbeats"])
+    assert r["status"] == h.FAILED
+    assert r["reason"] == ("master_bot: container fs_master_bot_r2 is paused and maintenance mode is off "
+                           "(playbooks/maintenance.yml -e state=off resumes it)")
+    services = [dict(s, maintenance=True) for s in SERVICES]
+    r = h.evaluate(services, data["inspects"], {}, dict(DB_OK), data["heartbeats"])
+    assert r["status"] == h.PASSED, r["reason"]
+    assert r["services"]["master_bot"]["paused"] is True
+    assert r["services"]["master_bot"]["heartbeat"] == "paused for maintenance"
+    # maintenance mode does not excuse a stale heartbeat of a service that runs
+    data["heartbeats"]["worker"] = {"release": "r2", "age": 600.0}
+    r = h.evaluate(services, data["inspects"], {}, dict(DB_OK), data["heartbeats"])
+    assert r["reason"].startswith("worker: heartbeat stale"), r["reason"]
 
 
 def test_restarting_container():
@@ -367,7 +387,8 @@ def test_psql_command():
 def test_normalize_params():
     p = h.normalize_params({"services": [{"name": "a", "container": "c"}], "db_container": "db"})
     assert p["heartbeat_max_age"] == 30.0 and p["timeout"] == 60.0 and p["interval"] == 2.0
-    assert p["services"] == [{"name": "a", "container": "c", "release": None, "heartbeat": "auto"}]
+    assert p["services"] == [{"name": "a", "container": "c", "release": None, "heartbeat": "auto",
+                              "maintenance": False}]
     with pytest.raises(ValueError, match="twice"):
         h.normalize_params({"services": [{"name": "a", "container": "c"}] * 2, "db_container": "db"})
     with pytest.raises(ValueError, match="services"):

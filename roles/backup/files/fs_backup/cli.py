@@ -360,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify_parser.add_argument("--status-file", metavar="PATH")
     verify_parser.add_argument("--allow-partial", action="store_true",
                                help="encrypted and no key: check checksum and header only")
+    verify_parser.add_argument("--schedule", metavar="NAME",
+                               help="with --newest: the newest backup of this schedule's folder")
+    verify_parser.add_argument("--compare", action="store_true",
+                               help="compare the rows per table with the live database (--config)")
+    verify_parser.add_argument("--tolerance", type=float, default=10.0, metavar="PERCENT",
+                               help="with --compare: a count may differ this much (default 10)")
+    verify_parser.add_argument("--no-notify", action="store_true",
+                               help="do not tell the notification channels (its playbook does)")
     _add_identity_options(verify_parser)
 
     check_parser = sub.add_parser("check", parents=[common],
