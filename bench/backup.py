@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=float, default=1100.0, help="database size to generate")
     ap.add_argument("--small-mb", type=float, default=110.0, help="size of the first peak-RSS run")
     ap.add_argument("--workdir", default=None, help="where the files go (default a temporary folder)")
-    ap.add_argument("--levels", default="1,2,3,4,6", help="gzip levels to measure (comma-separated)")
+    ap.add_argument("--levels", default="1,2,3,4,5,6", help="gzip levels to measure (comma-separated)")
     ap.add_argument("--default-level", type=int, default=DEFAULT_LEVEL,
                     help="the level of the 'ours' run (default: the role's backup_level)")
     args = ap.parse_args(argv)

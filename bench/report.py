@@ -109,6 +109,20 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{mc['cost_none_s']} s (its runs spread over {spread:.2f} s)", "0",
              yes(mc["cost_none_s"] <= spread), cmd),
         ]
+    ops = load("operations")
+    if ops:
+        cmd = "`bench/operations.py`"
+        tg, hook = ops["notify_ms"]["telegram"], ops["notify_ms"]["webhook"]
+        out += [
+            ("one notification delivered (stand-in Bot API / JSON webhook, this machine): p50 / p95",
+             f"{tg['p50']} / {tg['p95']} ms, {hook['p50']} / {hook['p95']} ms", "—", "—", cmd),
+            ("notify + audit tasks in a deploy of nothing new",
+             f"{ops['notify_tasks_s']} s of {ops['noop_deploy_s']} s", "—", "—", cmd),
+            (f"restore drill: newest daily, weekly, monthly backup loaded and compared with the live "
+             f"database ({ops['drill_rows']} rows)",
+             f"{ops['drill_s']} s (each verify {', '.join(f'{v} s' for v in ops['drill_each_s'].values())})",
+             "—", "—", cmd),
+        ]
     bk = load("backup")
     if bk:
         cmd = "`bench/backup.py`"
@@ -117,11 +131,17 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{bk['floor_s']} s", "—", "—", cmd),
             ("pg_dump | gzip -6 (what users write)",
              f"{bk['baseline_s']} s, {bk['baseline_bytes'] / 1e6:.1f} MB", "—", "—", cmd),
-            ("ours: pigz -6 + age + SHA-256 + fsync",
+            (f"ours (default): pigz -{bk.get('ours_level', 6)} + age + SHA-256 + fsync",
              f"{bk['ours_s']} s, {bk['ours_bytes'] / 1e6:.1f} MB",
              f"≤ 2 × floor ({2 * bk['floor_s']:.1f} s), ≤ 1.1 × baseline bytes",
              yes(bk["ours_s"] <= 2 * bk["floor_s"] and bk["ours_bytes"] <= 1.1 * bk["baseline_bytes"]), cmd),
         ]
+        if bk.get("gzip_levels"):
+            out.append(("each gzip level: × floor time, × baseline bytes",
+                        ", ".join(f"-{lv}: {m['x_floor']} / {m['x_baseline_bytes']}" for lv, m in
+                                  sorted(bk["gzip_levels"].items(), key=lambda kv: int(kv[0]))),
+                        "≤ 2 / ≤ 1.1", (f"met by -{bk['chosen_level']}" if bk.get("chosen_level")
+                                        else "**missed** by every level"), cmd))
         if "ours_zstd3_s" in bk:
             out.append(("ours with `backup_compress: zstd`, `backup_level: 3` (+ age + SHA-256 + fsync)",
                         f"{bk['ours_zstd3_s']} s, {bk['ours_zstd3_bytes'] / 1e6:.1f} MB",

@@ -321,9 +321,11 @@ def container_failures(
         failures.append(_failure(
             service, "container", f"container {container} is not running ({detail})", PRIO_CONTAINER
         ))
-    elif state.get("health") == "unhealthy":
+    elif state.get("health") == "unhealthy" and not state.get("paused"):
         # The container's own HEALTHCHECK says it is not ready (e.g. /ready
-        # answers 503): retried until the timeout like the other checks.
+        # answers 503): retried until the timeout like the other checks. (A
+        # paused container cannot run its HEALTHCHECK: being paused is what
+        # counts then, see evaluate.)
         failures.append(_failure(
             service, "container", f"container {container} reports unhealthy (its HEALTHCHECK fails)",
             PRIO_CONTAINER,

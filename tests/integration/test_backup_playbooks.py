@@ -420,9 +420,15 @@ def test_list_download_and_verify(app):
     assert r.status == "successful", failed_tasks(r)
     assert "Verify PASSED" in task_result(r, "Say what was verified")["msg"]
 
-    # The restore drill (the CI templates' weekly job): the newest backup of each schedule,
-    # loaded and compared table by table with the live database; the evidence in the status
-    # file and the audit trail
+    # The restore drill (the CI templates' weekly job), after each schedule's job ran (as cron
+    # would; the folders also hold the dummies of the rotation tests): the newest backup of
+    # each schedule, loaded and compared table by table with the live database; the
+    # evidence in the status file and the audit trail
+    for job in ("daily", "weekly", "monthly"):
+        _, command = cron_entry(d.name, job)
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=300,
+                             env={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+        assert out.returncode == 0, out.stderr
     r = run(d, "verify_backup.yml", each_schedule=True, compare=True, backup_age_identity=d.identity)
     assert r.status == "successful", failed_tasks(r)
     said = task_result(r, "Say what was verified")["msg"]

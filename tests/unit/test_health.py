@@ -103,7 +103,9 @@ def test_a_paused_container_passes_only_in_maintenance_mode():
     data = healthy_inputs()
     data["inspects"]["master_bot"] = inspect()
     data["inspects"]["master_bot"]["State"]["Paused"] = True
-    data["heartbeats"]["master_bot"] = {"release": "r2", "age": 600.0}  # it beats no more
+    # its HEALTHCHECK cannot run, so Docker calls it unhealthy; it beats no more
+    data["inspects"]["master_bot"]["State"]["Health"] = {"Status": "unhealthy"}
+    data["heartbeats"]["master_bot"] = {"release": "r2", "age": 600.0}
     r = run_eval(inspects=data["inspects"], heartbeats=data["heartbeats"])
     assert r["status"] == h.FAILED
     assert r["reason"] == ("master_bot: container fs_master_bot_r2 is paused and maintenance mode is off "
