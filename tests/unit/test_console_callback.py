@@ -212,8 +212,11 @@ def test_a_long_job_shows_its_progress_and_its_result_comes_through(tmp_path):
     first = next((i for i, m in enumerate(running) if re.fullmatch(shape, m)), None)
     assert first is not None, got
     assert all(m.endswith((": Start the dump", ": Wait for the dump")) for m in running[:first]), got
-    assert all(re.fullmatch(shape, m) for m in running[first:]), running
-    sizes = [float(re.fullmatch(shape, m).group(1)) for m in running[first:]]
+    # (a tick that comes as the wait ends may name the task after it, on a busy machine)
+    during = [m for m in running[first:] if not m.endswith(": Deploy log: backup created")]
+    assert running[first:first + len(during)] == during and len(running) - first - len(during) <= 1, running
+    assert all(re.fullmatch(shape, m) for m in during), running
+    sizes = [float(re.fullmatch(shape, m).group(1)) for m in during]
     assert sizes == sorted(sizes) and sizes[-1] <= 10.5, running
     # and the job's own result is the wait's: its stdout, its rc, the last progress
     assert "Backup created: backup_x.sql.gz (rc 0, 10.5 MB written)" in got, got
