@@ -51,7 +51,7 @@ from _support import ROOT, machine, write_result
 
 FS_BACKUP = os.path.join(ROOT, "roles", "backup", "files", "fs-backup")
 sys.path.insert(0, os.path.join(ROOT, "roles", "backup", "files"))
-from fs_backup.compression import DEFAULT_LEVELS  # noqa: E402 - the program's own default
+from fs_backup.compression import DEFAULT_LEVELS, default_threads  # noqa: E402 - the program's own defaults
 
 DEFAULT_LEVEL = DEFAULT_LEVELS["gzip"]
 PG_IMAGE = os.environ.get("FS_POSTGRES_IMAGE", "postgres:15")
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="1,2,3,4,5,6", help="gzip levels to measure (comma-separated)")
     ap.add_argument("--default-level", type=int, default=DEFAULT_LEVEL,
                     help="the level of the 'ours' run (default: the role's backup_level)")
+    ap.add_argument("--threads", type=int, default=default_threads(),
+                    help="compressor threads of every run of ours (default: the program's, half the CPUs)")
     args = ap.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="fs-bench-backup-", dir=args.workdir)
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     sh(["age-keygen", "-o", identity], capture_output=True)
     public = sh(["age-keygen", "-y", identity], capture_output=True, text=True).stdout.strip()
     pg = Pg()
-    result: dict = {"machine": machine(), "pg_image": PG_IMAGE}
+    result: dict = {"machine": machine(), "pg_image": PG_IMAGE, "threads": args.threads}
     try:
         ours_dir = os.path.join(work, "ours")
         os.makedirs(ours_dir)
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         def ours(name, compress="gzip", level="6"):
             return [sys.executable, FS_BACKUP, "dump", "--db-container", pg.name, "--db-user", USER,
                     "--db-name", DB, "--dest-dir", ours_dir, "--name", name, "--compress", compress,
-                    "--level", level, "--encrypt", "age", "--recipient", public,
+                    "--level", level, "--threads", str(args.threads),
+                    "--encrypt", "age", "--recipient", public,
                     "--lock-file", os.path.join(work, "lock"), "--json"]
 
         print("schema and a small database ...", flush=True)

@@ -131,13 +131,14 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{bk['floor_s']} s", "—", "—", cmd),
             ("pg_dump | gzip -6 (what users write)",
              f"{bk['baseline_s']} s, {bk['baseline_bytes'] / 1e6:.1f} MB", "—", "—", cmd),
-            (f"ours (default): pigz -{bk.get('ours_level', 6)} + age + SHA-256 + fsync",
+            (f"ours (default): pigz -{bk.get('ours_level', 6)} on {bk.get('threads', 1)} threads, niced"
+             " + age + SHA-256 + fsync",
              f"{bk['ours_s']} s, {bk['ours_bytes'] / 1e6:.1f} MB",
              f"≤ 2 × floor ({2 * bk['floor_s']:.1f} s), ≤ 1.1 × baseline bytes",
              yes(bk["ours_s"] <= 2 * bk["floor_s"] and bk["ours_bytes"] <= 1.1 * bk["baseline_bytes"]), cmd),
         ]
         if bk.get("gzip_levels"):
-            out.append(("each gzip level: × floor time, × baseline bytes",
+            out.append((f"each gzip level ({bk.get('threads', 1)} threads): × floor time, × baseline bytes",
                         ", ".join(f"-{lv}: {m['x_floor']} / {m['x_baseline_bytes']}" for lv, m in
                                   sorted(bk["gzip_levels"].items(), key=lambda kv: int(kv[0]))),
                         "≤ 2 / ≤ 1.1", (f"met by -{bk['chosen_level']}" if bk.get("chosen_level")

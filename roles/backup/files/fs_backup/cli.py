@@ -49,8 +49,8 @@ Usage
   --compress KIND       gzip | zstd | none [gzip]. gzip runs ``pigz -p N``
                         when pigz is installed, else ``gzip``; both write
                         plain gzip (``gunzip -c`` reads it).
-  --level N             compression level [gzip 6 (1-9), zstd 3 (1-19)].
-  --threads N           pigz/zstd threads [half the CPUs, at least 1].
+  --level N             compression level [gzip 5 (1-9), zstd 3 (1-19)].
+  --threads N           pigz/zstd threads [all the CPUs; the compressor runs niced].
   --encrypt age         encrypt to --recipient / --recipients-file public keys
                         [none]; fails closed.
   --lock-file PATH      [/opt/backups/.fs_backup.lock] one lock for EVERY
@@ -257,7 +257,7 @@ def _add_dump_parser(sub, common) -> None:
     dump_parser.add_argument("--level", type=int, metavar="N",
                              help="compression level (default gzip 6, zstd 3)")
     dump_parser.add_argument("--threads", type=int, metavar="N", default=default_threads(),
-                             help="pigz/zstd threads (default half the CPUs)")
+                             help="pigz/zstd threads (default all the CPUs; it runs niced)")
     dump_parser.add_argument("--encrypt", choices=["none", "age"], default="none",
                              help="encrypt to age recipients (public keys); fails closed")
     dump_parser.add_argument("--recipient", action="append", metavar="AGE_PUBLIC_KEY",

@@ -107,7 +107,7 @@ def check_compression(config: dict) -> str:
         if number is None or not low <= number <= high:
             _refuse("backup_level", "level", f"must be {low}..{high} for {compress}, got {level!r}")
     if _whole(config.get("threads") or 0, 0) is None:
-        _refuse("backup_threads", "threads", "must be a whole number >= 0 (0: half the CPUs), "
+        _refuse("backup_threads", "threads", "must be a whole number >= 0 (0: all the CPUs), "
                 f"got {config.get('threads')!r}")
     return compress
 
