@@ -276,8 +276,9 @@ def up(names: list[str]) -> list[Host]:
 
 
 def down() -> None:
-    """Remove every host of the bed, and the bridge."""
-    names = set(os.listdir(STATE)) if os.path.isdir(STATE) else set()
+    """Remove every host of the bed, its registry, and the bridge."""
+    stop_registry()
+    names = set(os.listdir(STATE)) - {"registry"} if os.path.isdir(STATE) else set()
     names |= set(os.listdir(RUN)) if os.path.isdir(RUN) else set()
     for netns in os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []:
         if netns.startswith("fs-bed-"):
@@ -289,6 +290,51 @@ def down() -> None:
     _run(["ip", "link", "del", BRIDGE], check=False)
     while shutil.which("iptables") and _run(["iptables", "-D", *FORWARD_RULE], check=False).returncode == 0:
         pass
+
+
+REGISTRY = f"{GATEWAY}:5000"
+CERTS_D = f"/etc/docker/certs.d/{REGISTRY}"
+
+
+def start_registry() -> str:
+    """Debian's docker-registry on the bed's bridge (the machine's address),
+    with TLS: a certificate for that address, trusted by every engine through
+    /etc/docker/certs.d (the machine's and the hosts' read the same folder).
+    Returns its address; ``stop_registry`` (and ``down``) remove it."""
+    stop_registry()
+    folder = os.path.join(STATE, "registry")
+    os.makedirs(os.path.join(folder, "data"), mode=0o700, exist_ok=True)
+    key, cert = os.path.join(folder, "key.pem"), os.path.join(folder, "cert.pem")
+    _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+          "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=fs test bed registry",
+          "-addext", f"subjectAltName=IP:{GATEWAY}"])
+    config = os.path.join(folder, "config.yml")
+    with open(config, "w", encoding="utf-8") as fh:
+        json.dump({"version": 0.1, "log": {"level": "warn"},
+                   "storage": {"filesystem": {"rootdirectory": os.path.join(folder, "data")},
+                               "delete": {"enabled": True}},
+                   "http": {"addr": REGISTRY, "tls": {"certificate": cert, "key": key}}}, fh)
+    os.makedirs(CERTS_D, exist_ok=True)
+    shutil.copy(cert, os.path.join(CERTS_D, "ca.crt"))
+    os.makedirs(RUN, exist_ok=True)
+    log = open(os.path.join(folder, "registry.log"), "ab")  # noqa: SIM115 - the daemon keeps it
+    proc = subprocess.Popen(["docker-registry", "serve", config], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    with open(os.path.join(RUN, "registry.pid"), "w", encoding="utf-8") as fh:
+        fh.write(str(proc.pid))
+    deadline = time.monotonic() + 20
+    while _run(["curl", "-sf", "--cacert", cert, f"https://{REGISTRY}/v2/"], check=False).returncode:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"the registry did not start; see {folder}/registry.log")
+        time.sleep(0.2)
+    return REGISTRY
+
+
+def stop_registry() -> None:
+    _stop(os.path.join(RUN, "registry.pid"), timeout=10)
+    shutil.rmtree(os.path.join(STATE, "registry"), ignore_errors=True)
+    shutil.rmtree(CERTS_D, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
