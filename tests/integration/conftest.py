@@ -89,18 +89,21 @@ _PROBLEM: list = []
 # test_migration_safety on top of v1 again), so they share a group too, in
 # that order. Every other
 # module is a group of its own (its tests and its module-scoped deployment
-# stay on one worker).
+# stay on one worker). The modules that use the test bed of several hosts
+# (testbed.py: one bridge, one set of namespaces, made and removed by each)
+# share a group too.
 CRONTAB_MODULES = {"test_backup_playbooks", "test_deploy", "test_readme"}
 GROUPS = {**dict.fromkeys(CRONTAB_MODULES, "crontab"),
           "test_zero_downtime": "v1_to_v2", "test_rollback": "v1_to_v2", "test_preflight": "v1_to_v2",
-          "test_migration_safety": "v1_to_v2"}
+          "test_migration_safety": "v1_to_v2", "test_testbed": "testbed", "test_fleet": "testbed"}
 # The order the groups are handed out in: longest first (minutes of one
 # worker, measured), so that no long group starts last and leaves the other
 # worker idle at the end.
 GROUP_ORDER = ["crontab", "test_faults", "test_killed_switch", "v1_to_v2", "test_botkit_apps",
                "test_health_module"]
 MODULE_ORDER = ["test_deploy", "test_backup_playbooks", "test_readme",
-                "test_zero_downtime", "test_preflight", "test_rollback", "test_migration_safety"]
+                "test_zero_downtime", "test_preflight", "test_rollback", "test_migration_safety",
+                "test_testbed", "test_fleet"]
 
 
 def _module(item) -> str:
