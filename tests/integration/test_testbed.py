@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 import testbed
+from harness import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.integration
@@ -62,15 +63,14 @@ def test_a_container_published_on_a_host_answers_at_its_address(bed):
     assert b.ssh("docker image inspect python:3.11-slim", check=False).returncode == 1
     a.ssh("docker run -d --name fs_bed_web -p 8080:8000 python:3.11-slim python -m http.server 8000")
     try:
-        body = ""
-        for _ in range(50):
+        def page() -> str:
             try:
                 with urllib.request.urlopen(f"http://{a.address}:8080/", timeout=2) as resp:
-                    body = resp.read().decode()
-                break
+                    return resp.read().decode()
             except OSError:
-                subprocess.run(["sleep", "0.2"], check=True)
-        assert "Directory listing" in body
+                return ""
+
+        assert "Directory listing" in wait_for(page, timeout=30, interval=0.2)
         # and from the other host too
         got = b.ssh(f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{a.address}:8080/')"
                     f".status)\"").stdout.strip()

@@ -27,8 +27,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
+
+from harness import wait_for
 
 BRIDGE = "fsbed0"
 PREFIX = "10.231.0"
@@ -80,12 +81,8 @@ def _stop(pidfile: str, timeout: float = 30) -> None:
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    if not wait_for(lambda: not _alive(pid), timeout=timeout, interval=0.1):
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -159,11 +156,9 @@ class Host:
              "--log-driver", "json-file"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 60
-        while self.docker("info", "--format", "{{.ID}}", check=False).returncode:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd of {self.name} did not start; see {self.state}/dockerd.log")
-            time.sleep(0.3)
+        if not wait_for(lambda: self.docker("info", "--format", "{{.ID}}", check=False).returncode == 0,
+                        timeout=60, interval=0.3):
+            raise RuntimeError(f"dockerd of {self.name} did not start; see {self.state}/dockerd.log")
 
     def _sshd(self) -> None:
         ssh_dir = os.path.join(self.state, "ssh")
@@ -187,11 +182,8 @@ class Host:
         sshd = f"exec nsenter --net=/var/run/netns/{self.netns} /usr/sbin/sshd -f {config}"
         script = " && ".join([*binds, sshd])
         _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
-        deadline = time.monotonic() + 20
-        while self.ssh("true", check=False).returncode:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sshd of {self.name} does not answer at {self.address}")
-            time.sleep(0.2)
+        if not wait_for(lambda: self.ssh("true", check=False).returncode == 0, timeout=20, interval=0.2):
+            raise RuntimeError(f"sshd of {self.name} does not answer at {self.address}")
 
     def load_images(self, *images: str) -> None:
         """Copy images from the machine's engine into this host's (docker save | docker load)."""
@@ -323,11 +315,11 @@ def start_registry() -> str:
     log.close()
     with open(os.path.join(RUN, "registry.pid"), "w", encoding="utf-8") as fh:
         fh.write(str(proc.pid))
-    deadline = time.monotonic() + 20
-    while _run(["curl", "-sf", "--cacert", cert, f"https://{REGISTRY}/v2/"], check=False).returncode:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"the registry did not start; see {folder}/registry.log")
-        time.sleep(0.2)
+    def answers() -> bool:
+        return _run(["curl", "-sf", "--cacert", cert, f"https://{REGISTRY}/v2/"], check=False).returncode == 0
+
+    if not wait_for(lambda: proc.poll() is not None or answers(), timeout=20, interval=0.2) or not answers():
+        raise RuntimeError(f"the registry did not start; see {folder}/registry.log")
     return REGISTRY
 
 
