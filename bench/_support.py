@@ -23,9 +23,11 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from harness import INVENTORY, PYTHON, Deployment, add_changelog_entry, make_source  # noqa: E402
+import fleet  # noqa: E402,F401  (re-exported: the fleet of the test bed)
+import testbed  # noqa: E402,F401  (re-exported)
+from harness import PYTHON, Deployment, add_changelog_entry, make_source  # noqa: E402
 from load import LoadGenerator, summarize  # noqa: E402,F401  (re-exported)
-from traffic import PollingFeed, proxy_port, webhook_load, webhook_outcome  # noqa: E402,F401  (re-exported)
+from traffic import SECRET_HEADER, PollingFeed, proxy_port, webhook_load, webhook_outcome  # noqa: E402,F401  (re-exported)
 
 PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{3,} (?P<seconds>\d+\.\d+)s\s*$")
 
@@ -80,7 +82,7 @@ def run_playbook(d: Deployment, playbook: str = "deploy.yml", log_name: str | No
     with open(out_path, "w", encoding="utf-8") as out:
         rc = subprocess.run(
             (["nice", "-n", str(nice)] if nice > 0 else [])
-            + [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", INVENTORY,
+            + [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", d.inventory,
              os.path.join(ROOT, "playbooks", playbook), "-e", f"@{varfile}"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False,
         ).returncode

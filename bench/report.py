@@ -123,6 +123,25 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{ops['drill_s']} s (each verify {', '.join(f'{v} s' for v in ops['drill_each_s'].values())})",
              "—", "—", cmd),
         ]
+    rl = load("rolling")
+    if rl:
+        cmd = f"`bench/rolling.py --rate {rl['rate_rps']:g}`"
+        deploys = ", ".join(f"{n}: {s} s" for n, s in rl["deploy_s"].items())
+        out.append(("rolling deploy v1 → v2 over app servers of the test bed (batches of 1, through the "
+                    "load balancer): deploy time by number of servers", deploys, "—", "—", cmd))
+        if "extra_server_cost_pct" in rl:
+            out.append(("each extra app server, as a share of the one-server deploy",
+                        ", ".join(f"{n} servers: {p} %" for n, p in rl["extra_server_cost_pct"].items()),
+                        "≤ 25 %", yes(rl["goal_extra_server_le_25pct"]), cmd))
+        out += [
+            ("image step (built once on the control node, pushed, pulled by digest on every server)",
+             ", ".join(f"{n}: {s} s" for n, s in rl["image_step_s"].items()), "—", "—", cmd),
+            (f"webhook requests through the load balancer during the rollouts ({rl['rate_rps']:g} req/s): "
+             "failed, answered but not kept; p99",
+             f"{rl['requests_failed']} of {rl['requests_sent']}, {rl['answered_not_stored']}; "
+             + ", ".join(f"{n}: {p} ms" for n, p in rl["p99_ms"].items()),
+             "0, 0", yes(rl["requests_failed"] == 0 and rl["answered_not_stored"] == 0), cmd),
+        ]
     bk = load("backup")
     if bk:
         cmd = "`bench/backup.py`"

@@ -28,10 +28,11 @@ ansible's open_url).
 from __future__ import annotations
 
 import calendar
+import os
 import re
 import time
 
-from ansible_collections.fieldservice.deploy.plugins.module_utils import telegram
+from ansible_collections.fieldservice.deploy.plugins.module_utils import oneoff, telegram
 from ansible_collections.fieldservice.deploy.plugins.module_utils.docker_api import (
     DockerAPIError,
     DockerError,
@@ -54,6 +55,11 @@ DEFAULTS = {
     "proxy_container": None,
     "refused_window": 86400.0,
     "maintenance": False,
+    "db_host": None,
+    "db_port": 5432,
+    "db_password": None,
+    "db_image": "postgres:15",
+    "db_network": None,
 }
 HEARTBEAT_SQL = "SELECT service, release, EXTRACT(EPOCH FROM (now() - beat_at)) FROM {table}"
 TABLE_SQL = "SELECT to_regclass('{table}') IS NOT NULL"
@@ -104,8 +110,10 @@ def table_query(table: str = "heartbeats") -> str:
     return TABLE_SQL.format(table=table)
 
 
-def psql_command(db_user: str, db_name: str, sql: str) -> list[str]:
-    return ["psql", "-X", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-U", db_user, "-d", db_name, "-c", sql]
+def psql_command(db_user: str, db_name: str, sql: str, host: str | None = None, port=5432) -> list[str]:
+    where = ["-h", str(host), "-p", str(port)] if host else []
+    return ["psql", "-X", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", *where, "-U", db_user, "-d", db_name,
+            "-c", sql]
 
 
 def compile_patterns(patterns) -> list[re.Pattern]:
@@ -547,8 +555,10 @@ def normalize_params(params: dict) -> dict:
     if hooks and not p.get("telegram_api_base"):
         raise ValueError("telegram_api_base is required with webhooks")
     p["webhook_max_pending"] = int(p.get("webhook_max_pending") or 100)
-    if not p.get("db_container"):
-        raise ValueError("db_container is required")
+    if not p.get("db_container") and not p.get("db_host"):
+        raise ValueError("db_container (the managed database) or db_host (an external one) is required")
+    if p.get("db_host") and not p.get("db_network"):
+        raise ValueError("db_network is required with db_host (the network the probe's container joins)")
     p["heartbeat_query"] = heartbeat_query(p["heartbeat_table"])
     p["table_query"] = table_query(p["heartbeat_table"])
     p["patterns"] = compile_patterns(p["critical_patterns"] or [])
@@ -568,7 +578,22 @@ def normalize_params(params: dict) -> dict:
 
 
 def _exec_sql(client, p: dict, sql: str, timeout: float) -> tuple[int | None, str, str, str | None]:
-    """(exit_code, stdout, stderr, error) of one psql -c in the db container."""
+    """(exit_code, stdout, stderr, error) of one psql -c in the db container,
+    or, for an external database (``db_host``), in a throwaway container of
+    ``db_image`` on ``db_network`` (its output: stdout and stderr as one)."""
+    if p.get("db_host"):
+        name = f"fs_health_db_{os.getpid()}"
+        body = oneoff.oneoff_body(
+            p["db_image"], psql_command(p["db_user"], p["db_name"], sql, p["db_host"], p["db_port"]),
+            {"PGPASSWORD": p.get("db_password") or "", "PGCONNECT_TIMEOUT": "5"}, p["db_network"],
+            {"fs.role": "health-probe"})
+        try:
+            code, out = oneoff.run_oneoff(client, name, body, timeout)
+        except DockerAPIError as exc:
+            return None, "", "", f"probe container of {p['db_image']}: {exc.message} (HTTP {exc.status})"
+        except DockerError as exc:
+            return None, "", "", f"probe container of {p['db_image']}: {exc}"
+        return code, out if code == 0 else "", out if code != 0 else "", None
     try:
         code, out, err = client.exec_run(
             p["db_container"], psql_command(p["db_user"], p["db_name"], sql),

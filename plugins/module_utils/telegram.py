@@ -118,23 +118,36 @@ def ensure_secret(directory: str, service: str, given: str = "",
                              "0-9, _ or -): fix or remove it (a new one is then made and registered)")
         return secret, False
     secret = secrets.token_urlsafe(SECRET_BYTES)
-    if not check_mode:
-        write_private(path, secret + "\n")
+    if check_mode:
+        return secret, True
+    # made once: two runs at once (the app servers of a fleet) keep the first
+    if not write_private(path, secret + "\n", exclusive=True):
+        return ensure_secret(directory, service, given, check_mode)[0], False
     return secret, True
 
 
-def write_private(path: str, text: str) -> None:
-    """Write ``path`` (0600, its folder 0700) atomically."""
+def write_private(path: str, text: str, exclusive: bool = False) -> bool:
+    """Write ``path`` (0600, its folder 0700) atomically; with ``exclusive``
+    only when it does not exist yet (False when it did: nothing written)."""
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if not exclusive:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

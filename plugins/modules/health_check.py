@@ -17,8 +17,10 @@ description:
   - Checks that the service's heartbeat row in O(heartbeat_table) is at most
     O(heartbeat_max_age) seconds old and, when the service's C(release) is given, that it was
     written by that release (a heartbeat of the old release does not count).
-  - Checks that the database answers C(SELECT 1). The database is reached by running C(psql)
-    in O(db_container) (local socket authentication), so no database port or password is needed.
+  - Checks that the database answers C(SELECT 1). The managed database is reached by running
+    C(psql) in O(db_container) (local socket authentication), so no database port or password is
+    needed; an external one (O(db_host)) by C(psql) in a throwaway container of O(db_image) on
+    O(db_network), with O(db_password).
   - Failed checks are retried every O(interval) seconds until O(timeout) expires. Critical log
     lines and a crash loop cannot heal during one check and fail at once.
   - Talks to the Docker Engine API (v1.41, Docker 20.10 or later) over its unix socket; needs no
@@ -55,9 +57,27 @@ options:
         choices: [auto, required, "off"]
         default: auto
   db_container:
-    description: Name or id of the PostgreSQL container C(psql) runs in.
+    description:
+      - Name or id of the PostgreSQL container C(psql) runs in (the managed database).
+      - One of O(db_container) and O(db_host) is required.
     type: str
-    required: true
+  db_host:
+    description: Address of an external database (instead of O(db_container)).
+    type: str
+  db_port:
+    description: Port of the external database.
+    type: int
+    default: 5432
+  db_password:
+    description: Password of O(db_user) on the external database.
+    type: str
+  db_image:
+    description: Image with C(psql) of the throwaway probe container for an external database.
+    type: str
+    default: postgres:15
+  db_network:
+    description: Docker network the probe container joins to reach the external database.
+    type: str
   db_user:
     description: Database user of C(psql -U).
     type: str
@@ -329,7 +349,12 @@ ARGUMENT_SPEC = {
             "heartbeat": {"type": "str", "choices": ["auto", "required", "off"], "default": "auto"},
         },
     },
-    "db_container": {"type": "str", "required": True},
+    "db_container": {"type": "str"},
+    "db_host": {"type": "str"},
+    "db_port": {"type": "int", "default": 5432},
+    "db_password": {"type": "str", "no_log": True},
+    "db_image": {"type": "str", "default": "postgres:15"},
+    "db_network": {"type": "str"},
     "db_user": {"type": "str", "default": "postgres"},
     "db_name": {"type": "str", "default": "postgres"},
     "heartbeat_table": {"type": "str", "default": "heartbeats"},

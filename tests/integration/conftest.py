@@ -99,7 +99,7 @@ GROUPS = {**dict.fromkeys(CRONTAB_MODULES, "crontab"),
 # The order the groups are handed out in: longest first (minutes of one
 # worker, measured), so that no long group starts last and leaves the other
 # worker idle at the end.
-GROUP_ORDER = ["crontab", "test_faults", "test_killed_switch", "v1_to_v2", "test_botkit_apps",
+GROUP_ORDER = ["crontab", "test_faults", "test_killed_switch", "testbed", "v1_to_v2", "test_botkit_apps",
                "test_health_module"]
 MODULE_ORDER = ["test_deploy", "test_backup_playbooks", "test_readme",
                 "test_zero_downtime", "test_preflight", "test_rollback", "test_migration_safety",

@@ -4,7 +4,8 @@ Requests are *scheduled* at a fixed rate (request i at t0 + i / rate) whatever
 the answers, so a slow or stalled server shows up as latency and failures
 rather than as a lower request rate (no coordinated omission: a request's
 latency is counted from the moment it was due). Worker threads send them to
-one URL on the loopback interface; each request is one Telegram Update with a
+one URL on the loopback interface (or on a host of this machine's own test
+bed, testbed.py); each request is one Telegram Update with a
 unique ``update_id``. Bounded: it stops after ``max_seconds`` at the latest.
 
 Used by ``tests/integration/test_zero_downtime.py`` and the benchmarks in ``bench/``.
@@ -13,6 +14,7 @@ Used by ``tests/integration/test_zero_downtime.py`` and the benchmarks in ``benc
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import queue
 import ssl
@@ -45,6 +47,20 @@ class NamedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
 
 
+def _on_test_bed(host: str | None) -> bool:
+    """Whether ``host`` is an address of the test bed's own network (testbed.py's bridge)."""
+    try:
+        return ipaddress.ip_address(host or "") in ipaddress.ip_network(TEST_BED_NETWORK)
+    except ValueError:
+        return False
+
+
+# testbed.py's bridge (the namespaces the tests make on this machine; kept
+# equal to testbed.PREFIX by test_testbed.py, so that this file needs only
+# the standard library)
+TEST_BED_NETWORK = "10.231.0.0/24"
+
+
 @dataclass
 class LoadGenerator:
     url: str
@@ -65,8 +81,8 @@ class LoadGenerator:
 
     def __post_init__(self) -> None:
         parts = urllib.parse.urlsplit(self.url)
-        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the load generator only targets the loopback interface")
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1") and not _on_test_bed(parts.hostname):
+            raise ValueError("the load generator only targets loopback and the test bed's hosts")
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port or (443 if self._https else 80)
         self._path = parts.path or "/"

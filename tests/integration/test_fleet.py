@@ -1,47 +1,71 @@
-"""Images through a registry (issue 13, first step): built once, pulled by digest.
+"""Past one server (issue 13): a fleet of app servers on the test bed.
 
-A server of the test bed (tests/integration/testbed.py: its own network,
-Docker engine, /opt and sshd, reached over SSH) has no route to the package
-indexes, so it cannot build the sample app's image. With
-``docker_build_registry`` and ``docker_build_builder: localhost`` the control
-node's engine builds the release once from its archive, pushes it to a real
+Each server of the test bed (tests/integration/testbed.py) has its own
+network, Docker engine, /opt, crontab and sshd, and is reached over SSH; none
+has a route to the package indexes, so none can build the sample app's
+image. With ``docker_build_registry`` and ``docker_build_builder: localhost``
+the control node's engine builds the release once, pushes it to a real
 registry (Debian's docker-registry with TLS on the bed's bridge), and the
-server pulls it by digest. A deploy of the same release builds and pulls
-nothing; a rollback to a release whose image was removed on the server pulls
-it again without a rebuild.
+servers pull it by digest.
+
+The fleet: two app servers, app1 and app2, sharing one PostgreSQL on a third
+server, db1, behind a load balancer on a fourth, lb1 (roles/lb). The
+pre-deploy backup and the migrations run once (on app1), the deploy lock,
+the webhook secrets and the scheduled backups live on app1, and the servers
+switch one batch after the other, each healthy before the next;
+a failed batch puts the servers already switched back, and the servers not
+reached yet keep what they serve. Webhook traffic through the load balancer
+during the rolling deploy: no request fails, every answered update is kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import urllib.error
 import urllib.request
 import uuid
 
+import fleet
 import pytest
 import testbed
-from harness import ROOT, Deployment, failed_tasks, make_source
+from fleet import PROXY_PORT, last_log, serving
+from harness import add_changelog_entry, failed_tasks, make_source
+from load import LoadGenerator, summarize
+from traffic import SECRET_HEADER
 
 pytestmark = pytest.mark.integration
-IMAGES = ("python:3.11-slim", "postgres:15", "nginx:stable-bookworm", "fs-offline/debian:bookworm")
+ADMIN_MAIN = "field_service/bots/admin_bot/main.py"
+# v3: admin_bot exits at start on a server whose environment says FLEET_BROKEN
+BROKEN_WHERE_TOLD = '''"""admin_bot that cannot start where FLEET_BROKEN is set."""
+import os
+import sys
+
+from field_service.runner import run_bot
+from field_service.updates import default_reply
+
+
+def main() -> int:
+    if os.environ.get("FLEET_BROKEN"):
+        print("admin_bot: FLEET_BROKEN is set on this server", file=sys.stderr)
+        return 3
+    return run_bot("admin_bot", "webhook", default_reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def bed():
     why = testbed.problem()
     if why:
         pytest.skip(why)
-    (host,) = testbed.up(["app1"])
-    try:
-        registry = testbed.start_registry()
-        host.load_images(*IMAGES)
-        yield host, registry
-    finally:
-        testbed.down()
+    with fleet.fleet(apps=2) as f:
+        yield f
 
 
 def _registry_tags(registry: str, repository: str) -> list[str]:
@@ -56,76 +80,177 @@ def _registry_tags(registry: str, repository: str) -> list[str]:
         raise
 
 
-def _log(d: Deployment) -> str:
-    with open(d.logs()[-1], encoding="utf-8") as fh:
-        return fh.read()
+def _images(host: testbed.Host, name: str) -> list[str]:
+    return sorted(host.ssh(f"docker ps --filter label=fs.app={name} --filter label=fs.role=service "
+                           "--format '{{.Image}}'").stdout.split())
 
 
-def test_built_once_on_the_control_node_pulled_by_digest_on_the_server(server, tmp_path):
-    host, registry = server
-    name = f"fleet_{uuid.uuid4().hex[:6]}"
-    repository = f"{registry}/{name}"
-    # the local inventory's settings, with the bed's server as the app server
-    shutil.copytree(os.path.join(ROOT, "inventory", "local", "group_vars"),
-                    tmp_path / "inventory" / "group_vars")
-    inventory = tmp_path / "inventory" / "hosts.json"
-    inventory.write_text(json.dumps({"all": {"children": {"app_servers": {"hosts": {
-        "app1": host.inventory_vars()}}}}}))
-    d = Deployment(name=name, workdir=str(tmp_path), telegram_port=18081, inventory=str(inventory))
-    d.extravars.update({
-        "app_root": f"/opt/{name}", "app_backup_root": f"/opt/{name}-backups",
-        "app_telegram_api_base": f"http://{name}_telegram:8081",
-        "code_sync_source_dir": str(tmp_path / "src"), "code_sync_cache_dir": str(tmp_path / "cache"),
-        "backup_cron_enabled": False, "backup_cron_service": False,
-        "docker_build_registry": repository, "docker_build_builder": "localhost",
-    })
+def _webhook_status(host: testbed.Host, secret: str, port: int = PROXY_PORT) -> str:
+    """What the server's proxy (on its own address and ``port``: the stand-in's port + 1) answers a
+    webhook delivery carrying ``secret``, sent on the server."""
+    chat = {"id": 1, "type": "private"}
+    update = json.dumps({"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": chat, "text": "hi"}})
+    return host.ssh(f"curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' "
+                    f"-H 'X-Telegram-Bot-Api-Secret-Token: {secret}' --data '{update}' "
+                    f"http://{host.address}:{port}/admin_bot/webhook").stdout.strip()
+
+
+def _post(url: str, secret: str) -> int:
+    """One webhook delivery with the secret, from the machine; the HTTP status."""
+    chat = {"id": 1, "type": "private"}
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": chat, "text": "hi"}}
+    body = json.dumps(update).encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", SECRET_HEADER: secret})
     try:
-        # Given a server that cannot build (no route to PyPI): without a registry the build fails there
-        assert host.ssh("python3 -c \"import socket; socket.create_connection(('pypi.org', 443), 3)\"",
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(bed, tmp_path):
+    f = bed
+    app1, app2, lb1 = f.apps["app1"], f.apps["app2"], f.lb
+    servers = f.apps
+    name = f"fleet_{uuid.uuid4().hex[:6]}"
+    repository = f"{f.registry}/{name}"
+    inventory = str(tmp_path / "inventory" / "hosts.json")
+    d = f.deployment(name, str(tmp_path))
+    try:
+        # Given servers that cannot build (no route to PyPI): without a registry the build fails there
+        assert app1.ssh("python3 -c \"import socket; socket.create_connection(('pypi.org', 443), 3)\"",
                         check=False).returncode != 0
         make_source(str(tmp_path / "src"), 1)
-        # When v1 is deployed through the registry
+
+        # When v1 is deployed to the fleet
         r = d.run("deploy.yml")
         assert r.rc == 0, failed_tasks(r)
-        v1 = host.ssh(f"readlink /opt/{name}/current").stdout.strip().rsplit("/", 1)[-1]
-        log = _log(d)
-        # Then it was built once, on the control node, and pulled on the server by its digest
-        assert "Building Docker images... (once, on localhost, for 1 server(s))" in log
-        assert f"Image of {v1} pulled on app1: {repository}@sha256:" in log
-        assert _registry_tags(registry, name) == [v1]
+        v1 = serving(app1, name)
+        log = last_log(d)
+        # Then both servers serve it, built once on the control node and pulled by digest on each
+        assert serving(app2, name) == v1
+        assert "Building Docker images... (once, on localhost, for 2 server(s))" in log
+        for host in servers:
+            assert f"Image of {v1} pulled on {host}: {repository}@sha256:" in log, log
+        assert _registry_tags(f.registry, name) == [v1]
         digest = log.split(f"{repository}@", 1)[1].split()[0]
-        got = json.loads(host.ssh(f"docker image inspect {name}:{v1}").stdout)[0]
-        assert f"{repository}@{digest}" in got["RepoDigests"]
-        # and it serves there, from the server's own engine (the control node runs none of it)
-        running = host.ssh(f"docker ps --filter label=fs.app={name} --filter label=fs.role=service "
-                           "--format '{{.Image}}'").stdout.split()
-        assert sorted(running) == [f"{name}:{v1}"] * 2
-        mine = subprocess.run(["docker", "ps", "-q", "--filter", f"label=fs.app={name}"],
-                              capture_output=True, text=True, check=True).stdout.split()
-        assert mine == []
+        for host in servers.values():
+            got = json.loads(host.ssh(f"docker image inspect {name}:{v1}").stdout)[0]
+            assert f"{repository}@{digest}" in got["RepoDigests"]
+            assert _images(host, name) == [f"{name}:{v1}"]
+        # from the servers' own engines: the control node runs none of it
+        assert subprocess.run(["docker", "ps", "-q", "--filter", f"label=fs.app={name}"], capture_output=True,
+                              text=True, check=True).stdout.split() == []
+        # the migrations ran once, against the shared database on db1
+        assert log.count("Running migrations...") == 1, log
+        assert f.psql("SELECT version_num FROM alembic_version") != ""
+        # the scheduled backups are on app1 only; the webhook secret is kept on app1 and app2 checks it too
+        assert f"{name} backup daily" in app1.ssh("crontab -l", check=False).stdout
+        assert name not in app2.ssh("crontab -l", check=False).stdout
+        secret = app1.ssh(f"cat /opt/{name}/shared/webhooks/admin_bot.secret").stdout.strip()
+        assert secret and app2.ssh(f"test -e /opt/{name}/shared/webhooks/admin_bot.secret",
+                                   check=False).returncode != 0
+        for host in servers.values():  # each proxy lets in app1's secret, and only it
+            assert _webhook_status(host, secret) == "200"
+            assert _webhook_status(host, "not-the-secret") == "401"
 
         # When the same release is deployed again: nothing is built or pulled
         r = d.run("deploy.yml")
         assert r.rc == 0, failed_tasks(r)
-        log = _log(d)
+        log = last_log(d)
         assert "Building Docker images" not in log and " pulled on " not in log
 
-        # When v2 is deployed, then v1's image is removed on the server and v1 taken back
+        # When v2 is deployed under webhook traffic through the load balancer
+        url = f.lb_url()
+        assert _post(url, secret) == 200  # the load balancer reaches the servers
         make_source(str(tmp_path / "src"), 2)
+        load = LoadGenerator(url=url, rate=20, headers={SECRET_HEADER: secret})
+        load.start()
+        try:
+            r = d.run("deploy.yml")
+        finally:
+            samples = load.stop()
+        assert r.rc == 0, failed_tasks(r)
+        v2 = serving(app1, name)
+        log = last_log(d)
+        # Then the servers switched one after the other, each out of the load balancer while it switched
+        # and healthy before the next
+        assert v2 != v1 and serving(app2, name) == v2
+        assert "Rolling switch over 2 hosts in 2 batch(es) of 1: app1 | app2" in log, log
+        drained = log.index("Load balancer: app1 taken out, draining 2 s")
+        first = log.index(f"Batch 1/2 (app1): health PASSED; serving: app1: {v2}, app2: {v1}")
+        second = log.index("Load balancer: app2 taken out, draining 2 s")
+        assert drained < first < second
+        assert log.index(f"Batch 2/2 (app2): health PASSED; serving: app1: {v2}, app2: {v2}") > second
+        lb_conf = lb1.docker("exec", f"{name}_lb", "cat", "/etc/fs_lb.conf").stdout
+        assert lb_conf.count(":18082 max_fails") == 2, lb_conf  # both servers back in
+        # and the traffic never noticed: no request failed, every answered update was kept, and both
+        # releases answered part of it
+        web = summarize(samples)
+        assert web["requests_sent"] >= 200 and web["requests_failed"] == 0, web
+        stored = {int(x) for x in f.psql("SELECT update_id FROM processed_updates "
+                                        "WHERE service = 'admin_bot' AND update_id >= 1000000").split()}
+        assert {s.update_id for s in samples if s.ok} <= stored
+        releases = set(f.psql("SELECT DISTINCT release FROM processed_updates "
+                             "WHERE service = 'admin_bot' AND update_id >= 1000000").split())
+        assert releases == {v1, v2}, releases
+        assert log.count("Running migrations...") == 1 and log.count("Backup created: ") == 1, log
+        assert _registry_tags(f.registry, name) == sorted([v1, v2])
+
+        # When v3 cannot start on app2 (the second batch)
+        broken = _overlay(tmp_path, "broken", ADMIN_MAIN, BROKEN_WHERE_TOLD)
+        make_source(str(tmp_path / "src"), 2, overlays=(broken,))
+        add_changelog_entry(str(tmp_path / "src"), "3.0.0")
+        f.inventory(inventory, broken="app2")
         r = d.run("deploy.yml")
+        assert r.rc != 0
+        log = last_log(d)
+        v3 = log.split("Batch 1/2 (app1): health PASSED; serving: app1: ", 1)[1].split(",")[0]
+        # Then app1 switched and was healthy, app2 failed, and app1 was put back: both serve v2
+        assert v3 not in (v1, v2)
+        assert "Batch 2/2 (app2): FAILED" in log, log
+        assert f"Serving: app1: {v2}, app2: {v2}" in log, log
+        assert "The rollout stopped at batch 2 of 2: app2: " in log, log
+        assert f"app1 was healthy and went back to {v2}" in log, log
+        for host in servers.values():
+            assert serving(host, name) == v2
+            assert _images(host, name) == [f"{name}:{v2}"]
+
+        # When v3 cannot start on app1 (the first batch)
+        f.inventory(inventory, broken="app1")
+        r = d.run("deploy.yml")
+        assert r.rc != 0
+        log = last_log(d)
+        # Then app2 was never switched (its unpacked release is removed) and both still serve v2
+        assert "Batch 1/2 (app1): FAILED" in log and "Batch 2/2" not in log, log
+        assert f"app2 was not switched: it still serves {v2}" in log, log
+        assert app2.ssh(f"test -e /opt/{name}/releases/{v3}", check=False).returncode != 0
+        for host in servers.values():
+            assert serving(host, name) == v2
+            assert _images(host, name) == [f"{name}:{v2}"]
+
+        # When v1's image is removed on app1 and the fleet is taken back to v1
+        f.inventory(inventory)
+        app1.ssh(f"docker rmi {name}:{v1} {repository}@{digest}")
+        r = d.run("rollback.yml", release=v1)
         assert r.rc == 0, failed_tasks(r)
-        v2 = host.ssh(f"readlink /opt/{name}/current").stdout.strip().rsplit("/", 1)[-1]
-        assert v2 != v1 and _registry_tags(registry, name) == sorted([v1, v2])
-        host.ssh(f"docker rmi {name}:{v1} {repository}@{digest}")
-        r = d.run("rollback.yml")
-        assert r.rc == 0, failed_tasks(r)
-        log = _log(d)
-        # Then the rollback pulled v1 again by the same digest, with no build
+        log = last_log(d)
+        # Then app1 pulled v1 again by the same digest, with no build, and both serve v1
         assert f"Image of {v1} pulled on app1: {repository}@{digest}" in log, log
         assert "Building Docker images" not in log
-        assert host.ssh(f"readlink /opt/{name}/current").stdout.strip().endswith(v1)
+        for host in servers.values():
+            assert serving(host, name) == v1
     finally:
+        f.remove_app(name)
         images = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
                                 capture_output=True, text=True, check=False).stdout.split()
         if images:
             subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
+
+
+def _overlay(tmp_path, name: str, rel: str, text: str) -> str:
+    path = tmp_path / name / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(tmp_path / name)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import urllib.request
 
+import load
 import pytest
 import testbed
 from harness import wait_for
@@ -106,3 +107,12 @@ def test_down_leaves_nothing():
     assert subprocess.run(["ip", "link", "show", testbed.BRIDGE], capture_output=True).returncode != 0
     assert subprocess.run(["ssh", *testbed.ssh_options(), f"root@{c.address}", "true"],
                           capture_output=True).returncode != 0
+
+
+def test_the_load_generator_targets_the_bed_s_hosts_and_no_other_network():
+    assert load.TEST_BED_NETWORK == f"{testbed.PREFIX}.0/24"
+    load.LoadGenerator(url=f"http://{testbed.PREFIX}.13/admin_bot/webhook")
+    load.LoadGenerator(url="http://127.0.0.1:18082/admin_bot/webhook")
+    for url in ("http://10.231.1.5/x", "http://192.0.2.10/x", "http://example.org/x"):
+        with pytest.raises(ValueError, match="loopback"):
+            load.LoadGenerator(url=url)

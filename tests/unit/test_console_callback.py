@@ -121,7 +121,7 @@ def test_a_deploy_prints_its_lines_with_durations_and_writes_the_full_output(tmp
              for m in running]
     assert 1 <= len(ticks) <= int(seconds), got
     # never more often than the interval (1 s; the stamps are rounded to a tenth)
-    assert all(later - earlier >= 0.9 for earlier, later in zip(ticks, ticks[1:])), ticks
+    assert all(later - earlier >= 0.9 for earlier, later in zip(ticks, ticks[1:], strict=False)), ticks
     assert ticks[-1] <= seconds, (ticks, seconds)
     # each names the task running then: the dump (at least one does), and on a loaded machine
     # the slow start or end of the step's other tasks

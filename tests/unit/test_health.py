@@ -707,3 +707,70 @@ def test_all_heartbeats_off_asks_the_database_only_for_select_1():
     r = h.run_health_check(engine, params, clock=clock, sleep=clock.sleep)
     assert r["status"] == h.PASSED
     assert engine.calls["exec"] == ["SELECT 1"]
+
+
+# -- an external database (app_db_managed false): psql in a throwaway container --
+
+
+class ExternalDbEngine(ScriptedEngine):
+    """The engine of an app server whose database is elsewhere: no container to exec in; each
+    probe is a throwaway container whose logs are psql's answer."""
+
+    def __init__(self, clock, inspects, answers, **kw):
+        super().__init__(clock, inspects, **kw)
+        self.answers = answers  # (exit code, output) for each probe, in turn
+        self.bodies, self.removed = [], []
+
+    def exec_run(self, container, cmd, user=None, env=None, timeout=60):
+        raise AssertionError(f"exec in {container}: an external database has no container here")
+
+    def remove_container(self, name, force=False, volumes=True):
+        self.removed.append(name)
+
+    def create_container(self, name, body):
+        self.bodies.append((name, body))
+
+    def start_container(self, name):
+        pass
+
+    def request_json(self, method, path, timeout=None):
+        return {"StatusCode": self._pick(self.answers, len(self.bodies) - 1)[0]}
+
+    def container_logs(self, name, since=None, timestamps=False, tty=None, tail=None):
+        if name.startswith("fs_health_db_"):
+            return self._pick(self.answers, len(self.bodies) - 1)[1]
+        return super().container_logs(name, since, timestamps, tty, tail)
+
+
+EXTERNAL = {"services": [dict(s, heartbeat="off") for s in SERVICES], "db_host": "10.0.0.20", "db_port": 6432,
+            "db_password": "pw-secret", "db_network": "fs_net", "db_user": "fs", "db_name": "fsdb",
+            "timeout": 10, "interval": 2}
+
+
+def test_an_external_database_is_probed_from_a_throwaway_container_on_the_app_network():
+    clock = FakeClock()
+    engine = ExternalDbEngine(clock, healthy_inspects(), answers=[(2, "psql: error: connection refused\n"),
+                                                                  (0, "1\n")])
+    r = h.run_health_check(engine, EXTERNAL, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.PASSED and r["attempts"] == 2
+    (name, body), _ = engine.bodies
+    assert body["Image"] == "postgres:15" and body["HostConfig"]["NetworkMode"] == "fs_net"
+    assert body["Cmd"][-2:] == ["-c", "SELECT 1"]
+    assert body["Cmd"][body["Cmd"].index("-h") + 1] == "10.0.0.20" and "6432" in body["Cmd"]
+    assert "PGPASSWORD=pw-secret" in body["Env"] and "pw-secret" not in " ".join(body["Cmd"])
+    assert engine.removed.count(name) == 4  # before and after each of the two probes
+
+
+def test_an_external_database_that_refuses_fails_the_check_with_psql_s_answer():
+    clock = FakeClock()
+    engine = ExternalDbEngine(clock, healthy_inspects(), answers=[(2, "psql: error: connection refused\n")])
+    r = h.run_health_check(engine, EXTERNAL, clock=clock, sleep=clock.sleep)
+    assert r["status"] == h.FAILED
+    assert r["reason"] == "database: unreachable (psql exit code 2: psql: error: connection refused)"
+
+
+def test_a_database_is_named_one_way_or_the_other():
+    with pytest.raises(ValueError, match="db_container .* or db_host"):
+        h.normalize_params({"services": SERVICES})
+    with pytest.raises(ValueError, match="db_network is required"):
+        h.normalize_params({"services": SERVICES, "db_host": "10.0.0.20"})
