@@ -123,14 +123,18 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              f"{ops['drill_s']} s (each verify {', '.join(f'{v} s' for v in ops['drill_each_s'].values())})",
              "—", "—", cmd),
         ]
-    rl = load("rolling")
-    if rl:
-        cmd = f"`bench/rolling.py --rate {rl['rate_rps']:g}`"
+    for result in ("rolling", "rolling_batch_all"):
+        rl = load(result)
+        if not rl:
+            continue
+        batch = str(rl.get("batch_size", 1))
+        batches = "all servers at once" if batch == "all" else f"batches of {batch}"
+        cmd = f"`bench/rolling.py --rate {rl['rate_rps']:g}" + ("`" if batch == "1" else f" --batch {batch}`")
         deploys = ", ".join(f"{n}: {s} s" for n, s in rl["deploy_s"].items())
-        out.append(("rolling deploy v1 → v2 over app servers of the test bed (batches of 1, through the "
-                    "load balancer): deploy time by number of servers", deploys, "—", "—", cmd))
+        out.append((f"rolling deploy v1 → v2 over app servers of the test bed ({batches}, through "
+                    "the load balancer): deploy time by number of servers", deploys, "—", "—", cmd))
         if "extra_server_cost_pct" in rl:
-            out.append(("each extra app server, as a share of the one-server deploy",
+            out.append((f"each extra app server ({batches}), as a share of the one-server deploy",
                         ", ".join(f"{n} servers: {p} %" for n, p in rl["extra_server_cost_pct"].items()),
                         "≤ 25 %", yes(rl["goal_extra_server_le_25pct"]), cmd))
         out += [

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark: a rolling deploy over 1, 2 and 3 app servers of the test bed.
 
-    .venv/bin/python bench/rolling.py [--hosts 1,2,3] [--rate 20] [--rounds 1]
+    .venv/bin/python bench/rolling.py [--hosts 1,2,3] [--rate 20] [--rounds 1] [--batch 1]
 
 The fleet of tests/integration/fleet.py: app servers with their own Docker
 engines, reached over SSH, none with a route to PyPI; a shared PostgreSQL on
 db1; the tool's load balancer on lb1; the image built once on the control
 node and pulled by digest through the registry. For each number of app
 servers a fresh app gets v1 (the first deploy, not timed here), then v2 is
-deployed (timed: ``ansible-playbook`` from start to exit, batches of one
-server, ``rollout_batch_wait`` 0, ``lb_drain_seconds`` 2) under webhook load
+deployed (timed: ``ansible-playbook`` from start to exit, batches of
+``--batch`` servers - 1 by default, as ``rollout_batch_size`` - with
+``rollout_batch_wait`` 0 and ``lb_drain_seconds`` 2) under webhook load
 through the load balancer (open loop, ``--rate`` requests per second): the
 requests that failed, their p99, and the updates answered but not kept.
 
@@ -19,7 +20,8 @@ step (build once, push, pull on every server: from the deploy log's
 extra server as a share of the one-server deploy (goal <= 25 %). The
 polling fields (updates lost / duplicated, 409s) are null: polling bots do
 not run on several servers yet (docs/fleet.md). Writes
-``bench/results/rolling.json``.
+``bench/results/rolling.json`` (``rolling_batch_<size>.json`` for another
+``--batch``).
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ def step_seconds(log: str, start: str) -> float | None:
     return None
 
 
-def one_round(f: fleet.Fleet, apps: list[str], rate: float, work: str) -> dict:
+def one_round(f: fleet.Fleet, apps: list[str], rate: float, batch: str, work: str) -> dict:
     name = f"roll_{uuid.uuid4().hex[:6]}"
     d = f.deployment(name, work, apps=apps)
+    d.extravars["rollout_batch_size"] = batch
     try:
         make_source(os.path.join(work, "src"), 1)
         first = run_playbook(d, profile=False)
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", default="1,2,3", help="numbers of app servers, e.g. 1,2,3")
     ap.add_argument("--rate", type=float, default=20.0, help="webhook requests per second")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--batch", default="1", help="rollout_batch_size: servers per batch (1, 50%%, all)")
     args = ap.parse_args(argv)
     counts = sorted({int(n) for n in args.hosts.split(",")})
     why = testbed.problem()
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for n in counts:
                 with tempfile.TemporaryDirectory(prefix="fs-bench-rolling-") as work:
-                    got = one_round(f, names[:n], args.rate, work)
+                    got = one_round(f, names[:n], args.rate, args.batch, work)
                 per[n].append(got)
                 print(f"round {r + 1}: {n} server(s): deploy {got['deploy_s']:6.2f} s, image step "
                       f"{got['image_step_s']} s, requests {got['requests_sent']} sent / "
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "hosts": counts,
         "rounds": args.rounds,
         "rate_rps": args.rate,
-        "batch_size": 1,
+        "batch_size": args.batch,
         "lb_drain_seconds": 2,
         "deploy_s": deploy,
         "first_deploy_s": {str(n): med(n, "first_s") for n in counts},
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         result["extra_server_cost_pct"] = {
             str(n): round(100 * (deploy[str(n)] - one) / (n - 1) / one, 1) for n in counts if n > 1}
         result["goal_extra_server_le_25pct"] = all(v <= 25 for v in result["extra_server_cost_pct"].values())
-    path = write_result("rolling", result)
+    safe = "".join(c if c.isalnum() else "_" for c in args.batch)
+    path = write_result("rolling" if args.batch == "1" else f"rolling_batch_{safe}", result)
     print()
     for n in counts:
         print(f"{n} server(s): deploy {deploy[str(n)]} s (first {result['first_deploy_s'][str(n)]} s), "
