@@ -42,8 +42,8 @@ from _support import (
     machine,
     make_source,
     run_playbook,
-    summarize,
     testbed,
+    webhook_outcome,
     write_result,
 )
 
@@ -82,16 +82,12 @@ def one_round(f: fleet.Fleet, apps: list[str], rate: float, batch: str, work: st
         if second["rc"]:
             raise RuntimeError(f"v2 deploy on {len(apps)} server(s) failed:\n{second['tail']}")
         log = fleet.last_log(d)
-        web = summarize(samples)
-        answered = {s.update_id for s in samples if s.ok}
-        rows = f.psql("SELECT update_id FROM processed_updates WHERE service = 'admin_bot' "
-                      "AND update_id >= 1000000")
-        stored = {int(x) for x in rows.split()}
+        web = webhook_outcome(f, samples)  # the fleet's database on db1 (Fleet.psql)
         return {"first_s": first["seconds"], "deploy_s": second["seconds"],
                 "image_step_s": step_seconds(log, "Building Docker images"),
                 "requests_sent": web["requests_sent"], "requests_failed": web["requests_failed"],
                 "failures_by_outcome": web["failures_by_outcome"], "p50_ms": web["p50_ms"],
-                "p99_ms": web["p99_ms"], "answered_not_stored": len(answered - stored)}
+                "p99_ms": web["p99_ms"], "answered_not_stored": web["answered_not_stored"]}
     finally:
         f.remove_app(name)
         f.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")

@@ -18,8 +18,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from harness import Deployment
+
+if TYPE_CHECKING:
+    from fleet import Fleet
 from load import LoadGenerator, summarize
 
 # The local inventory's bot tokens (inventory/local/group_vars/all.yml).
@@ -46,12 +50,13 @@ def webhook_load(d: Deployment, rate: float, service: str = "admin_bot", **kwarg
     return LoadGenerator(url=f"http://127.0.0.1:{proxy_port(d)}/{service}/webhook", rate=rate, **kwargs)
 
 
-def webhook_outcome(d: Deployment, samples, service: str = "admin_bot", first_id: int = 1_000_000,
+def webhook_outcome(d: Deployment | Fleet, samples, service: str = "admin_bot", first_id: int = 1_000_000,
                     table: str = "processed_updates", service_column: str = "service",
                     settle: float = 0.0) -> dict:
     """summarize() plus how many updates answered 200 are missing from the
     service's table of processed updates (an answered update must have been
-    kept): the sample app's processed_updates, or another app's.
+    kept): the sample app's processed_updates, or another app's, in the
+    database ``d.psql`` reads (a deployment's, or a fleet's on its db host).
 
     An app that answers before it processes (python-telegram-bot's own
     webhook server) may still be working through its queue: with ``settle``
