@@ -146,6 +146,14 @@ def rows() -> list[tuple[str, str, str, str, str]]:
              + ", ".join(f"{n}: {p} ms" for n, p in rl["p99_ms"].items()),
              "0, 0", yes(rl["requests_failed"] == 0 and rl["answered_not_stored"] == 0), cmd),
         ]
+        if rl.get("updates_lost") is not None:
+            out.append((
+                "polling bot on every server, one poller in the fleet, during the rollouts: updates lost, "
+                "repeated, 409 answers; longest pause between two processed updates",
+                f"{rl['updates_lost']}, {rl['updates_duplicated']}, {rl['conflicts_409']} of "
+                f"{rl['updates_sent']}; " + ", ".join(f"{n}: {g} s" for n, g in rl["poll_max_gap_s"].items()),
+                "0, 0, 0", yes(rl["updates_lost"] == 0 and rl["updates_duplicated"] == 0
+                               and rl["conflicts_409"] == 0), cmd))
     bk = load("backup")
     if bk:
         cmd = "`bench/backup.py`"

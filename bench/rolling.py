@@ -11,15 +11,16 @@ servers a fresh app gets v1 (the first deploy, not timed here), then v2 is
 deployed (timed: ``ansible-playbook`` from start to exit, batches of
 ``--batch`` servers - 1 by default, as ``rollout_batch_size`` - with
 ``rollout_batch_wait`` 0 and ``lb_drain_seconds`` 2) under webhook load
-through the load balancer (open loop, ``--rate`` requests per second): the
-requests that failed, their p99, and the updates answered but not kept.
+through the load balancer (open loop, ``--rate`` requests per second) and a
+steady feed of updates for the polling bot (10 per second; the bot runs on
+every server, one of them polls: the lock in the shared database): the
+requests that failed, their p99, the updates answered but not kept, and the
+polling updates lost or repeated and the 409 answers Telegram gave.
 
 Reported per server count: ``deploy_s`` (median of the rounds), the image
 step (build once, push, pull on every server: from the deploy log's
 "Building Docker images" line to the next step's), and the cost of each
-extra server as a share of the one-server deploy (goal <= 25 %). The
-polling fields (updates lost / duplicated, 409s) are null: polling bots do
-not run on several servers yet (docs/fleet.md). Writes
+extra server as a share of the one-server deploy (goal <= 25 %). Writes
 ``bench/results/rolling.json`` (``rolling_batch_<size>.json`` for another
 ``--batch``).
 """
@@ -38,6 +39,7 @@ import uuid
 from _support import (
     SECRET_HEADER,
     LoadGenerator,
+    PollingFeed,
     fleet,
     machine,
     make_source,
@@ -74,20 +76,26 @@ def one_round(f: fleet.Fleet, apps: list[str], rate: float, batch: str, work: st
         secret = f.apps[apps[0]].ssh(f"cat /opt/{name}/shared/webhooks/admin_bot.secret").stdout.strip()
         make_source(os.path.join(work, "src"), 2)
         load = LoadGenerator(url=f.lb_url(), rate=rate, headers={SECRET_HEADER: secret})
+        feed = PollingFeed(f, interval=0.1).start()  # the fleet's stand-in Bot API and database
         load.start()
         try:
             second = run_playbook(d, profile=False)
         finally:
             samples = load.stop()
+            feed.stop()
         if second["rc"]:
             raise RuntimeError(f"v2 deploy on {len(apps)} server(s) failed:\n{second['tail']}")
         log = fleet.last_log(d)
         web = webhook_outcome(f, samples)  # the fleet's database on db1 (Fleet.psql)
+        polled = feed.measure()
         return {"first_s": first["seconds"], "deploy_s": second["seconds"],
                 "image_step_s": step_seconds(log, "Building Docker images"),
                 "requests_sent": web["requests_sent"], "requests_failed": web["requests_failed"],
                 "failures_by_outcome": web["failures_by_outcome"], "p50_ms": web["p50_ms"],
-                "p99_ms": web["p99_ms"], "answered_not_stored": web["answered_not_stored"]}
+                "p99_ms": web["p99_ms"], "answered_not_stored": web["answered_not_stored"],
+                "updates_sent": polled["updates_sent"], "updates_lost": polled["updates_lost"],
+                "updates_duplicated": polled["updates_duplicated"], "conflicts_409": polled["conflicts_409"],
+                "poll_max_gap_s": polled["max_gap_s"]}
     finally:
         f.remove_app(name)
         f.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
@@ -118,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r + 1}: {n} server(s): deploy {got['deploy_s']:6.2f} s, image step "
                       f"{got['image_step_s']} s, requests {got['requests_sent']} sent / "
                       f"{got['requests_failed']} failed, p99 {got['p99_ms']} ms, "
-                      f"answered but not kept {got['answered_not_stored']}")
+                      f"answered but not kept {got['answered_not_stored']}; polling updates "
+                      f"{got['updates_sent']} sent / {got['updates_lost']} lost / "
+                      f"{got['updates_duplicated']} repeated, 409s {got['conflicts_409']}, "
+                      f"longest gap {got['poll_max_gap_s']} s")
 
     def med(n: int, key: str):
         values = [x[key] for x in per[n] if x[key] is not None]
@@ -138,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         "requests_failed": sum(x["requests_failed"] for n in counts for x in per[n]),
         "answered_not_stored": sum(x["answered_not_stored"] for n in counts for x in per[n]),
         "p99_ms": {str(n): med(n, "p99_ms") for n in counts},
-        # polling bots do not run on several servers yet (docs/fleet.md)
-        "updates_lost": None,
-        "updates_duplicated": None,
-        "conflicts_409": None,
+        "updates_sent": sum(x["updates_sent"] for n in counts for x in per[n]),
+        "updates_lost": sum(x["updates_lost"] for n in counts for x in per[n]),
+        "updates_duplicated": sum(x["updates_duplicated"] for n in counts for x in per[n]),
+        "conflicts_409": sum(x["conflicts_409"] for n in counts for x in per[n]),
+        "poll_max_gap_s": {str(n): med(n, "poll_max_gap_s") for n in counts},
         "runs": {str(n): per[n] for n in counts},
         "machine": started,
     }
@@ -161,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(goal <= 25 %: {'met' if result['goal_extra_server_le_25pct'] else 'not met'})")
     print(f"requests: {result['requests_sent']} sent, {result['requests_failed']} failed, "
           f"{result['answered_not_stored']} answered but not kept")
+    print(f"polling updates: {result['updates_sent']} sent, {result['updates_lost']} lost, "
+          f"{result['updates_duplicated']} repeated, {result['conflicts_409']} 409s")
     print(f"written: {path}")
     return 0
 

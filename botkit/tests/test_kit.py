@@ -229,6 +229,13 @@ def test_the_heartbeat_means_polling(library, bots, db, telegram):
     wait_for(lambda: beat_age(db) < 0.8, 10, "the heartbeat again")
 
 
+def test_on_one_of_several_servers_the_heartbeat_goes_in_that_servers_row(library, bots, db, telegram):
+    bot = bots(library, "webhook", WEBHOOK_URL="http://127.0.0.1:9/webhook", HEARTBEAT_KEY="webhook_bot@app2")
+    bot.wait_ready()
+    wait_for(lambda: query(db, "SELECT service FROM heartbeats"), 10, "a heartbeat")
+    assert query(db, "SELECT service, release FROM heartbeats") == [("webhook_bot@app2", "r1")]
+
+
 def test_the_webhook_is_guarded_answered_after_commit_and_once(library, bots, db, telegram):
     bot = bots(library, "webhook", WEBHOOK_SECRET="s3cret", WEBHOOK_URL="http://127.0.0.1:9/webhook")
     ready = bot.wait_ready()

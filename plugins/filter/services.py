@@ -28,15 +28,20 @@ def resolve_services(app_services) -> list[dict]:
     return [services.resolve(svc) for svc in _services(app_services, "resolve_services")]
 
 
-def switch_services(resolved, release: str, env: dict, stop_timeout: int) -> list[dict]:
+def switch_services(resolved, release: str, env: dict, stop_timeout: int, host: str = "") -> list[dict]:
     """What the switch module is given for each service: only the keys it
     knows, its stop timeout (its own, else ``stop_timeout``) and its plain
-    environment: ``env`` (the app's), then APP_RELEASE and SERVICE_NAME, then
-    the service's own ``env``, which wins."""
+    environment: ``env`` (the app's), then APP_RELEASE and SERVICE_NAME (and,
+    on one of several app servers, ``host`` given, HEARTBEAT_KEY: the row
+    its heartbeat goes in), then the service's own ``env``, which wins."""
     out = []
     for svc in _services(resolved, "switch_services"):
         svc = services.resolve(svc)
         stop = svc.get("stop_timeout")
+        key = services.heartbeat_key(svc, host)
+        given = {"APP_RELEASE": release, "SERVICE_NAME": svc["name"]}
+        if key != svc["name"]:
+            given["HEARTBEAT_KEY"] = key
         out.append({
             "name": svc["name"],
             "command": list(svc.get("command") or []),
@@ -48,7 +53,7 @@ def switch_services(resolved, release: str, env: dict, stop_timeout: int) -> lis
             "readiness_path": svc["readiness_path"],
             "ready_after": svc["ready_after"],
             "stop_timeout": int(stop_timeout if stop in (None, "") else stop),
-            "env": {**(env or {}), "APP_RELEASE": release, "SERVICE_NAME": svc["name"], **svc["env"]},
+            "env": {**(env or {}), **given, **svc["env"]},
         })
     return out
 
@@ -101,13 +106,25 @@ def container_names(app_services, app: str, release: str) -> dict:
             for svc in _services(app_services, "container_names")}
 
 
-def service_containers(app_services, app: str, release: str) -> list[dict]:
-    """``[{name, container, release}]`` of a release, as the health_check
-    module takes them (empty for no release)."""
-    heartbeat = {svc["name"]: services.heartbeat_mode(svc.get("heartbeat"))
-                 for svc in _services(app_services, "service_containers")}
-    return [{"name": name, "container": container, "release": release, "heartbeat": heartbeat[name]}
-            for name, container in container_names(app_services, app, release).items()]
+def service_containers(app_services, app: str, release: str, host: str = "",
+                       poller_releases=None) -> list[dict]:
+    """``[{name, container, release, heartbeat, heartbeat_key}]`` of a
+    release, as the health_check module takes them (empty for no release).
+    On one of several app servers (``host`` given) the heartbeat row is the
+    server's own (``<service>@<host>``), and a polling service's (the
+    fleet's one poller) may also come from ``poller_releases``: the releases
+    other servers still serve during a rolling switch."""
+    resolved = {svc["name"]: services.resolve(svc) for svc in _services(app_services, "service_containers")}
+    out = []
+    for name, container in container_names(app_services, app, release).items():
+        svc = resolved[name]
+        item = {"name": name, "container": container, "release": release,
+                "heartbeat": services.heartbeat_mode(svc.get("heartbeat")),
+                "heartbeat_key": services.heartbeat_key(svc, host)}
+        if host and svc["mode"] == "polling":
+            item["releases"] = [release, *(r for r in poller_releases or [] if r and r != release)]
+        out.append(item)
+    return out
 
 
 def upstream_conf(service: str, app: str, release: str, port) -> str:

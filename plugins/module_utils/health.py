@@ -382,13 +382,18 @@ def parse_heartbeat_rows(text: str) -> dict:
 
 
 def heartbeat_failure(
-    service: str, row: dict | None, max_age: float, release: str | None = None
+    service: str, row: dict | None, max_age: float, release=None
 ) -> str | None:
-    """The heartbeat check's failure message (without the service prefix), or None when it passes."""
+    """The heartbeat check's failure message (without the service prefix), or None when it passes.
+
+    ``release`` is the release that must have written it, or a list of the
+    releases that may have (a polling service on several servers: the
+    fleet's one poller may still be on a server not switched yet)."""
     if row is None:
         return "heartbeat missing"
-    if release is not None and row.get("release") != release:
-        return f"heartbeat from release {row.get('release')} (expected {release})"
+    accepted = [release] if isinstance(release, str) else list(release or [])
+    if accepted and row.get("release") not in accepted:
+        return f"heartbeat from release {row.get('release')} (expected {' or '.join(accepted)})"
     age = row.get("age")
     if age is None:
         return "heartbeat has no time"
@@ -413,8 +418,10 @@ def evaluate(
 ) -> dict:
     """One attempt's report from fetched data.
 
-    services:   [{"name", "container", "release"?, "heartbeat"?}]; heartbeat
-                ``required`` (the default here), ``auto`` or ``off``
+    services:   [{"name", "container", "release"?, "releases"?, "heartbeat"?, "heartbeat_key"?}];
+                heartbeat ``required`` (the default here), ``auto`` or ``off``;
+                the heartbeat row is ``heartbeat_key`` (default the name), written
+                by ``release`` or, when given, any of ``releases``
     inspects:   {name: container inspect dict, or None when the container does not exist};
                 a service left out is unknown (inspect failed, see ``errors``)
     critical:   {name: [critical log lines since the container started]}
@@ -449,7 +456,8 @@ def evaluate(
             svc_failures.append(_failure(
                 name, "container", f"container {container} is paused and maintenance mode is off "
                 "(playbooks/maintenance.yml -e state=off resumes it)", PRIO_CONTAINER))
-        hb = None if heartbeats is None else heartbeats.get(name)
+        key = svc.get("heartbeat_key") or name
+        hb = None if heartbeats is None else heartbeats.get(key)
         mode = svc.get("heartbeat") or "required"
         if paused_ok:
             hb_check = "paused for maintenance"
@@ -466,7 +474,11 @@ def evaluate(
                 ))
         else:
             hb_check = "checked"
-            message = heartbeat_failure(name, hb, heartbeat_max_age, svc.get("release"))
+            accepted = svc.get("releases") or svc.get("release")
+            message = heartbeat_failure(name, hb, heartbeat_max_age, accepted)
+            if message and key != name:
+                message += (f" (row {key}: on several app servers each container writes its row under its"
+                            " HEARTBEAT_KEY; docs/fleet.md)" if hb is None else f" (row {key})")
             if message and table and hb is None:
                 message += (f" (no table {table}: the app writes no heartbeats; set heartbeat: false"
                             " on the service; docs/zero-downtime.md#readiness)")
@@ -534,10 +546,15 @@ def normalize_params(params: dict) -> dict:
         mode = svc.get("heartbeat") or "auto"
         if mode not in HEARTBEAT_MODES:
             raise ValueError(f"services[{i}].heartbeat must be one of {', '.join(HEARTBEAT_MODES)}")
+        releases = svc.get("releases") or []
+        if not isinstance(releases, list):
+            raise ValueError(f"services[{i}].releases must be a list of releases")
         clean.append({
             "name": str(svc["name"]),
             "container": str(svc["container"]),
             "release": None if release in (None, "") else str(release),
+            "releases": [str(r) for r in releases if r not in (None, "")],
+            "heartbeat_key": str(svc.get("heartbeat_key") or svc["name"]),
             "heartbeat": mode,
             # maintenance mode: a paused container is what it asks (roles/maintenance)
             "maintenance": bool(p.get("maintenance")),

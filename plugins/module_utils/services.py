@@ -72,6 +72,16 @@ def default_strategy(mode: str | None, single_poller: bool = False) -> str:
     return "handoff" if single_poller else "recreate"
 
 
+def heartbeat_key(svc: dict, host: str = "") -> str:
+    """The ``service`` value of a service's heartbeat row: its name on one
+    server; ``<name>@<host>`` on several (``host`` given), so that each
+    server's health check reads its own container's row. A polling service
+    keeps its name: the fleet has one poller (the lock in the shared
+    database), whose row every server reads."""
+    mode = svc.get("mode") or DEFAULT_MODE
+    return f"{svc['name']}@{host}" if host and mode != "polling" else str(svc["name"])
+
+
 def heartbeat_mode(value) -> str:
     """``auto`` | ``required`` | ``off`` from the service's ``heartbeat`` (bool or word)."""
     if value is None or value == "":

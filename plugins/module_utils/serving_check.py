@@ -326,7 +326,9 @@ class ServingCheck:
             mark("messages_taken")
             params = dict(self.health, services=[
                 {"name": s.name, "container": f"{prefix}_{s.name}_{self.release}", "release": self.release,
-                 "heartbeat": self.heartbeats.get(s.name, "auto")} for s in services],
+                 "heartbeat": self.heartbeats.get(s.name, "auto"),
+                 # the row the container writes (its HEARTBEAT_KEY on one of several servers)
+                 "heartbeat_key": s.env.get("HEARTBEAT_KEY") or s.name} for s in services],
                 db_container=made[0], db_user="postgres", db_name=DB_NAME, timeout=self.health_timeout)
             report = health.run_health_check(self.client, params, clock=time.time, sleep=self.sleep)
             if report["status"] != health.PASSED:

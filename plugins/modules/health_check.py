@@ -47,6 +47,19 @@ options:
           - Release that must have written the service's heartbeat.
           - When not given, a heartbeat of any release counts.
         type: str
+      releases:
+        description:
+          - Releases any of which may have written the heartbeat, instead of O(services[].release) alone (a
+            polling service on several app servers - the fleet's one poller may still run on a server not
+            switched yet).
+        type: list
+        elements: str
+      heartbeat_key:
+        description:
+          - The C(service) value of the heartbeat row to read, when it is not the service's name (on several
+            app servers each server's container writes its own row, C(<service>@<host>), named by the
+            C(HEARTBEAT_KEY) variable the deploy sets).
+        type: str
       heartbeat:
         description:
           - Whether its heartbeat is checked - C(required), C(off), or C(auto) (checked when
@@ -346,6 +359,8 @@ ARGUMENT_SPEC = {
             "name": {"type": "str", "required": True},
             "container": {"type": "str", "required": True},
             "release": {"type": "str"},
+            "releases": {"type": "list", "elements": "str"},
+            "heartbeat_key": {"type": "str", "no_log": False},
             "heartbeat": {"type": "str", "choices": ["auto", "required", "off"], "default": "auto"},
         },
     },

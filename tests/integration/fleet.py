@@ -2,9 +2,11 @@
 bench/rolling.py: app servers app1..appN, a database server db1 (PostgreSQL
 in a container of its own engine, the fleet's shared database) and a load
 balancer host lb1, each a host of testbed.py reached over SSH, with the
-registry on the bed's bridge; and the sample app's settings that deploy to
-it (the image built once on the control node and pulled by digest, a
-webhook bot whose readiness endpoint is checked on each server).
+registry on the bed's bridge, and one stand-in Bot API for the whole fleet
+(on the machine's address on the bridge); and the sample app's settings that
+deploy to it (the image built once on the control node and pulled by digest,
+its webhook bot on each server, its polling bot on each server with one
+poller in the fleet).
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import contextlib
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import testbed
 from harness import ROOT, Deployment, wait_for
@@ -25,6 +32,9 @@ DB_PASSWORD = "fleet-db-secret"
 DB_CONTAINER = "fleetdb"
 TELEGRAM_PORT = 18081  # the stand-in's port on each server (its own network)
 PROXY_PORT = TELEGRAM_PORT + 1
+KEEPALIVES = ("-c", "tcp_keepalives_idle=5", "-c", "tcp_keepalives_interval=2",
+              "-c", "tcp_keepalives_count=3", "-c", "tcp_user_timeout=10000")
+FAKE_TELEGRAM = os.path.join(ROOT, "roles", "demo_telegram", "files", "fake_telegram.py")
 
 
 @dataclass
@@ -33,6 +43,44 @@ class Fleet:
     db: testbed.Host
     lb: testbed.Host
     registry: str
+    telegram_port: int = 0  # the fleet's stand-in Bot API, on the machine's address on the bridge
+    lb_cert: str = ""  # the load balancer's certificate (self-signed for its address) and key files
+    lb_key: str = ""
+    _telegram: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def telegram_base(self) -> str:
+        return f"http://{testbed.GATEWAY}:{self.telegram_port}"
+
+    def start_telegram(self) -> None:
+        """One stand-in Bot API for every server (a polling bot's updates wait in one queue, as on
+        Telegram), listening on the machine's address on the bed's bridge only."""
+        with socket.socket() as probe:
+            probe.bind((testbed.GATEWAY, 0))
+            self.telegram_port = probe.getsockname()[1]
+        self._telegram = subprocess.Popen(  # noqa: S603 - our own script
+            [sys.executable, FAKE_TELEGRAM, "--host", testbed.GATEWAY, "--port", str(self.telegram_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            try:
+                return self.telegram("GET", "/_control/health") is not None
+            except OSError:
+                return False
+        wait_for(answers, timeout=20)
+
+    def stop_telegram(self) -> None:
+        if self._telegram is not None:
+            self._telegram.terminate()
+            self._telegram.wait(10)
+
+    def telegram(self, method: str, path: str, body=None):
+        """A call to the fleet's stand-in (as Deployment.telegram: its control and Bot API paths)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.telegram_base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
 
     def inventory(self, path: str, broken: str = "", apps: list[str] | None = None) -> str:
         """The inventory: the app servers (all, or ``apps``), each proxy on its own address for the
@@ -48,15 +96,21 @@ class Fleet:
         return path
 
     def deployment(self, name: str, workdir: str, apps: list[str] | None = None) -> Deployment:
-        """The sample app deployed to the fleet (a webhook bot only: polling bots and heartbeats are
-        not yet supported on several servers), the image through the registry."""
+        """The sample app deployed to the fleet: its webhook bot and its polling bot (the poller lock in
+        the shared database) on every server, each with its heartbeat, talking to the fleet's stand-in
+        Bot API; the image through the registry."""
         shutil.copytree(os.path.join(ROOT, "inventory", "local", "group_vars"),
                         os.path.join(workdir, "inventory", "group_vars"), dirs_exist_ok=True)
         inventory = self.inventory(os.path.join(workdir, "inventory", "hosts.json"), apps=apps)
         d = Deployment(name=name, workdir=workdir, telegram_port=TELEGRAM_PORT, inventory=inventory)
         d.extravars.update({
             "app_root": f"/opt/{name}", "app_backup_root": f"/opt/{name}-backups",
-            "app_telegram_api_base": f"http://{name}_telegram:8081",
+            # one stand-in for the fleet, on the machine (no stand-in beside each server's bots)
+            "demo_telegram_enabled": False, "app_telegram_api_base": self.telegram_base,
+            "app_proxy_port": PROXY_PORT, "app_proxy_tls_port": PROXY_PORT + 1,
+            # HTTPS on the load balancer too (what Telegram needs), with a certificate for its address
+            "lb_tls": "provided", "lb_tls_port": 443,
+            "lb_tls_certificate": _read(self.lb_cert), "lb_tls_key": _read(self.lb_key),
             "code_sync_source_dir": os.path.join(workdir, "src"),
             "code_sync_cache_dir": os.path.join(workdir, "cache"),
             # the scheduled backups go in the servers' own crontabs (no cron daemon runs there)
@@ -66,7 +120,11 @@ class Fleet:
             "app_db_managed": False, "app_db_host": self.db.address, "app_db_password": DB_PASSWORD,
             "app_services": [{"name": "admin_bot", "mode": "webhook", "readiness_path": "/ready",
                               "command": ["python", "-m", "field_service.bots.admin_bot.main"],
-                              "heartbeat": False, "env": {"BOT_MODE": "webhook"}}],
+                              "heartbeat": True, "env": {"BOT_MODE": "webhook"}},
+                             {"name": "master_bot", "mode": "polling", "single_poller": True,
+                              "readiness_path": "/ready", "heartbeat": True,
+                              "command": ["python", "-m", "field_service.bots.master_bot.main"],
+                              "env": {"BOT_MODE": "polling"}}],
         })
         return d
 
@@ -74,7 +132,10 @@ class Fleet:
         self.db.docker("rm", "-f", DB_CONTAINER, check=False)
         self.db.docker("run", "-d", "--name", DB_CONTAINER, "-p", f"{self.db.address}:5432:5432",
                        "-e", "POSTGRES_USER=field_service", "-e", "POSTGRES_DB=field_service",
-                       "-e", f"POSTGRES_PASSWORD={DB_PASSWORD}", "postgres:15")
+                       "-e", f"POSTGRES_PASSWORD={DB_PASSWORD}", "postgres:15",
+                       # a server that vanished (no FIN, no RST) loses its sessions, and with them the
+                       # poller lock, in about 10 s: what docs/fleet.md asks of a shared database
+                       *KEEPALIVES)
         wait_for(lambda: self.db.docker("exec", DB_CONTAINER, "pg_isready", "-h", "127.0.0.1", "-U",
                                         "field_service", check=False).returncode == 0, timeout=60)
 
@@ -82,8 +143,25 @@ class Fleet:
         return self.db.docker("exec", DB_CONTAINER, "psql", "-At", "-U", "field_service", "-d",
                               "field_service", "-c", sql).stdout.strip()
 
-    def lb_url(self, service: str = "admin_bot") -> str:
-        return f"http://{self.lb.address}/{service}/webhook"
+    def poller_host(self, service: str = "master_bot") -> str | None:
+        """The app server whose container writes the polling service's heartbeat (the fleet's poller)."""
+        container = self.psql(f"SELECT hostname FROM heartbeats WHERE service = '{service}'")
+        for name, host in self.apps.items():
+            found = host.docker("ps", "-q", "--filter", f"id={container}", check=False).stdout.strip()
+            if container and found:
+                return name
+        return None
+
+    def lb_url(self, service: str = "admin_bot", tls: bool = False) -> str:
+        return f"{'https' if tls else 'http'}://{self.lb.address}/{service}/webhook"
+
+    def make_lb_certificate(self, folder: str) -> None:
+        """A self-signed certificate for the load balancer's address (lb_tls: provided)."""
+        self.lb_cert, self.lb_key = os.path.join(folder, "lb.crt"), os.path.join(folder, "lb.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", self.lb_key, "-out", self.lb_cert, "-days", "2",
+                        "-subj", "/CN=fs test bed lb", "-addext", f"subjectAltName=IP:{self.lb.address}"],
+                       check=True, capture_output=True)
 
     def remove_app(self, name: str) -> None:
         """The app's containers on every host of the fleet (its files stay in the hosts' /opt)."""
@@ -91,6 +169,11 @@ class Fleet:
             ids = host.docker("ps", "-aq", "--filter", f"label=fs.app={name}", check=False).stdout.split()
             if ids:
                 host.docker("rm", "-f", *ids, check=False)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
 
 
 def serving(host: testbed.Host, name: str) -> str:
@@ -119,6 +202,13 @@ def fleet(apps: int = 2) -> Iterator[Fleet]:
                 done.result()
         f = Fleet(dict(zip(names, hosts[:apps], strict=True)), hosts[apps], hosts[apps + 1], registry)
         f.start_database()
-        yield f
+        f.start_telegram()
+        tls = tempfile.mkdtemp(prefix="fs-fleet-tls-")
+        f.make_lb_certificate(tls)
+        try:
+            yield f
+        finally:
+            f.stop_telegram()
+            shutil.rmtree(tls, ignore_errors=True)
     finally:
         testbed.down()

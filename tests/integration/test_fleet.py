@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
+import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -32,9 +35,10 @@ import fleet
 import pytest
 import testbed
 from fleet import PROXY_PORT, last_log, serving
-from harness import add_changelog_entry, failed_tasks, make_source
+from harness import ROOT, Deployment, add_changelog_entry, failed_tasks, make_source, wait_for
+from http_receiver import Receiver
 from load import LoadGenerator, summarize
-from traffic import SECRET_HEADER
+from traffic import MASTER_TOKEN, SECRET_HEADER, PollingFeed
 
 pytestmark = pytest.mark.integration
 ADMIN_MAIN = "field_service/bots/admin_bot/main.py"
@@ -81,8 +85,15 @@ def _registry_tags(registry: str, repository: str) -> list[str]:
 
 
 def _images(host: testbed.Host, name: str) -> list[str]:
-    return sorted(host.ssh(f"docker ps --filter label=fs.app={name} --filter label=fs.role=service "
-                           "--format '{{.Image}}'").stdout.split())
+    """The images of the app's running service containers on the host (each once)."""
+    return sorted(set(host.ssh(f"docker ps --filter label=fs.app={name} --filter label=fs.role=service "
+                               "--format '{{.Image}}'").stdout.split()))
+
+
+def _heartbeats(f: fleet.Fleet) -> dict:
+    """The heartbeat rows of the fleet's database: {service: release}."""
+    rows = f.psql("SELECT service, release FROM heartbeats WHERE beat_at > now() - interval '30 seconds'")
+    return dict(line.split("|", 1) for line in rows.splitlines() if line)
 
 
 def _webhook_status(host: testbed.Host, secret: str, port: int = PROXY_PORT) -> str:
@@ -95,15 +106,17 @@ def _webhook_status(host: testbed.Host, secret: str, port: int = PROXY_PORT) -> 
                     f"http://{host.address}:{port}/admin_bot/webhook").stdout.strip()
 
 
-def _post(url: str, secret: str) -> int:
-    """One webhook delivery with the secret, from the machine; the HTTP status."""
+def _post(url: str, secret: str, cafile: str | None = None) -> int:
+    """One webhook delivery with the secret, from the machine; the HTTP status (over HTTPS: the
+    certificate checked against ``cafile``)."""
     chat = {"id": 1, "type": "private"}
     update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": chat, "text": "hi"}}
     body = json.dumps(update).encode()
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json", SECRET_HEADER: secret})
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -117,6 +130,8 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
     repository = f"{f.registry}/{name}"
     inventory = str(tmp_path / "inventory" / "hosts.json")
     d = f.deployment(name, str(tmp_path))
+    receiver = Receiver()  # the team's notifications (a JSON webhook channel)
+    d.extravars.update(notify_retries=1, notify_channels=[{"type": "webhook", "url": receiver.url + "/hook"}])
     try:
         # Given servers that cannot build (no route to PyPI): without a registry the build fails there
         assert app1.ssh("python3 -c \"import socket; socket.create_connection(('pypi.org', 443), 3)\"",
@@ -142,6 +157,9 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         # from the servers' own engines: the control node runs none of it
         assert subprocess.run(["docker", "ps", "-q", "--filter", f"label=fs.app={name}"], capture_output=True,
                               text=True, check=True).stdout.split() == []
+        # one message per event for the fleet, naming both servers
+        sent = [(g["body"]["event"], g["body"]["server"]) for g in receiver.got]
+        assert sent == [("deploy_start", "app1, app2"), ("deploy_success", "app1, app2")], sent
         # the migrations ran once, against the shared database on db1
         assert log.count("Running migrations...") == 1, log
         assert f.psql("SELECT version_num FROM alembic_version") != ""
@@ -154,6 +172,13 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         for host in servers.values():  # each proxy lets in app1's secret, and only it
             assert _webhook_status(host, secret) == "200"
             assert _webhook_status(host, "not-the-secret") == "401"
+        # each server's webhook bot beats in its own row; the polling bot runs on both servers and
+        # one of them polls (the lock in the shared database): one row, and Telegram saw no 409
+        assert _heartbeats(f) == {"admin_bot@app1": v1, "admin_bot@app2": v1, "master_bot": v1}
+        for host in servers.values():
+            running = host.docker("inspect", "-f", "{{.State.Running}}", f"{name}_master_bot_{v1}")
+            assert running.stdout.strip() == "true"
+        assert f.telegram("GET", f"/_control/{MASTER_TOKEN}/stats")["result"]["conflicts_409"] == 0
 
         # When the same release is deployed again: nothing is built or pulled
         r = d.run("deploy.yml")
@@ -164,13 +189,17 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         # When v2 is deployed under webhook traffic through the load balancer
         url = f.lb_url()
         assert _post(url, secret) == 200  # the load balancer reaches the servers
+        # and so does its HTTPS port, with the certificate it was given
+        assert _post(f.lb_url(tls=True), secret, cafile=f.lb_cert) == 200
         make_source(str(tmp_path / "src"), 2)
         load = LoadGenerator(url=url, rate=20, headers={SECRET_HEADER: secret})
+        feed = PollingFeed(f, interval=0.1).start()  # and a steady feed for the fleet's poller
         load.start()
         try:
             r = d.run("deploy.yml")
         finally:
             samples = load.stop()
+            feed.stop()
         assert r.rc == 0, failed_tasks(r)
         v2 = serving(app1, name)
         log = last_log(d)
@@ -195,6 +224,35 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         releases = set(f.psql("SELECT DISTINCT release FROM processed_updates "
                              "WHERE service = 'admin_bot' AND update_id >= 1000000").split())
         assert releases == {v1, v2}, releases
+        # the poller moved to v2 (on one of the servers) without losing, repeating or doubling an update
+        polled = feed.measure()
+        assert polled["updates_sent"] >= 100 and polled["feed_errors"] == 0, polled
+        assert polled["updates_lost"] == 0 and polled["updates_duplicated"] == 0, polled
+        assert polled["conflicts_409"] == 0 and polled["still_queued"] == 0, polled
+        assert _heartbeats(f) == {"admin_bot@app1": v2, "admin_bot@app2": v2, "master_bot": v2}
+
+        # When the server whose bot polls drops off the network, as a server that lost its power
+        # does (no connection closed), while updates keep coming
+        active = f.poller_host()
+        assert active in servers, active
+        other = next(n for n in servers if n != active)
+        feed = PollingFeed(f, interval=0.1).start()
+        servers[active].unplug()
+        try:
+            # Then the standby on the other server takes the lock (the database ends the lost
+            # server's session) and polls
+            took_over = wait_for(lambda: f.poller_host() == other, timeout=60, interval=1)
+        finally:
+            feed.stop()
+            servers[active].plug()
+        assert took_over, f"the poller is still on {f.poller_host()}"
+        polled = feed.measure()
+        # nothing lost; an update is answered twice only if the server vanished between its answer
+        # and its commit (then the standby answers it again: at least once, as Telegram's own)
+        assert polled["updates_sent"] >= 50 and polled["updates_lost"] == 0, polled
+        assert polled["updates_duplicated"] <= 1 and polled["conflicts_409"] == 0, polled
+        assert polled["max_gap_s"] < 40, polled
+        # (the server that came back finds its session gone once its connections retry: checked at the end)
         assert log.count("Running migrations...") == 1 and log.count("Backup created: ") == 1, log
         assert _registry_tags(f.registry, name) == sorted([v1, v2])
 
@@ -213,6 +271,12 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         assert f"Serving: app1: {v2}, app2: {v2}" in log, log
         assert "The rollout stopped at batch 2 of 2: app2: " in log, log
         assert f"app1 was healthy and went back to {v2}" in log, log
+        failed = receiver.got[-1]["body"]
+        assert failed["event"] in ("deploy_rolled_back", "deploy_failure"), failed
+        assert failed["server"] == "app1, app2", failed
+        assert "app1: " in failed["reason"] and "app2: " in failed["reason"], failed
+        # three deploys of a new release so far (v1, v2, v3; the same v1 again sends no start)
+        assert [g["body"]["event"] for g in receiver.got].count("deploy_start") == 3
         for host in servers.values():
             assert serving(host, name) == v2
             assert _images(host, name) == [f"{name}:{v2}"]
@@ -230,8 +294,35 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
             assert serving(host, name) == v2
             assert _images(host, name) == [f"{name}:{v2}"]
 
-        # When v1's image is removed on app1 and the fleet is taken back to v1
+        # When v3 (which starts everywhere now) is deployed and app2 drops off the network once the
+        # rollout began (app1's batch switching)
         f.inventory(inventory)
+        run = _deploy_in_background(d)
+        try:
+            assert wait_for(run.rollout_began, timeout=600, interval=0.5)
+            app2.unplug()
+            r = run.result()
+        finally:
+            app2.plug()
+        log = last_log(d)
+        # Then the rollout stopped at app2, unreachable, and app1 went back: the fleet serves v2
+        assert r.rc != 0
+        assert "Batch 1/2 (app1): health PASSED" in log and "The rollout stopped at batch 2 of 2" in log, log
+        assert "app2: " in log and "unreachable" in log, log
+        assert f"app1 was healthy and went back to {v2}" in log, log
+        for host in servers.values():
+            assert serving(host, name) == v2
+        # and once app2 is back, a re-run completes, though the database server restarts (its
+        # PostgreSQL stopped and started) while the servers switch
+        run = _deploy_in_background(d)
+        assert wait_for(run.rollout_began, timeout=600, interval=0.5)
+        f.db.docker("restart", "-t", "5", fleet.DB_CONTAINER)
+        r = run.result()
+        assert r.rc == 0, failed_tasks(r)
+        assert serving(app1, name) == serving(app2, name) == v3
+        assert wait_for(lambda: _heartbeats(f).get("master_bot") == v3, timeout=30), _heartbeats(f)
+
+        # When v1's image is removed on app1 and the fleet is taken back to v1
         app1.ssh(f"docker rmi {name}:{v1} {repository}@{digest}")
         r = d.run("rollback.yml", release=v1)
         assert r.rc == 0, failed_tasks(r)
@@ -241,12 +332,67 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         assert "Building Docker images" not in log
         for host in servers.values():
             assert serving(host, name) == v1
+        assert wait_for(lambda: _heartbeats(f).get("master_bot") == v1, timeout=30), _heartbeats(f)
+        # and through all of it, the server that dropped off included, Telegram never saw two pollers
+        assert f.telegram("GET", f"/_control/{MASTER_TOKEN}/stats")["result"]["conflicts_409"] == 0
     finally:
+        receiver.close()
         f.remove_app(name)
         images = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
                                 capture_output=True, text=True, check=False).stdout.split()
         if images:
             subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
+
+
+def test_a_fleet_is_refused_what_would_run_once_per_server(tmp_path):
+    """Two app servers (both this machine here, reached locally: the checks stop the run before it
+    does anything) with what would run on each of them: a database of its own, a poller of its own."""
+    shutil.copytree(os.path.join(ROOT, "inventory", "local", "group_vars"),
+                    tmp_path / "inventory" / "group_vars")
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    with open(tmp_path / "inventory" / "hosts.json", "w", encoding="utf-8") as fh:
+        json.dump({"all": {"children": {"app_servers": {"hosts": {"app1": local, "app2": local}}}}}, fh)
+    d = Deployment.isolated("fs_twice", lambda n: str(tmp_path / n))
+    d.inventory = str(tmp_path / "inventory" / "hosts.json")
+    d.extravars.update(app_root=d.app_root, app_backup_root=d.backup_root)
+    make_source(d.extravars["code_sync_source_dir"], 1)
+
+    r = d.run("deploy.yml")  # the default: a managed database beside the services
+    assert r.rc != 0
+    assert "2 app servers with app_db_managed true would each run a database of their own: set " \
+           "app_db_managed false and app_db_host" in last_log(d), last_log(d)
+
+    d.extravars.update(app_db_managed=False, app_db_host="10.0.0.20", app_services=[
+        {"name": "admin_bot", "mode": "webhook", "command": ["python", "-m", "x"]},
+        {"name": "stock_bot", "mode": "polling", "command": ["python", "-m", "y"]}])
+    r = d.run("deploy.yml")
+    assert r.rc != 0
+    assert "stock_bot would poll Telegram on each of the 2 app servers (409 Conflict for all but one): " \
+           "set single_poller true" in last_log(d), last_log(d)
+    # nothing was started
+    assert subprocess.run(["docker", "ps", "-aq", "--filter", f"label=fs.app={d.name}"], capture_output=True,
+                          text=True, check=True).stdout.split() == []
+
+
+class _deploy_in_background:  # noqa: N801 - reads as what it does
+    """deploy.yml in a thread; ``rollout_began`` once its deploy log says the rolling switch began."""
+
+    def __init__(self, d):
+        self.d, self.before, self.outcome = d, set(d.logs()), {}
+        self.thread = threading.Thread(target=lambda: self.outcome.update(r=d.run("deploy.yml")))
+        self.thread.start()
+
+    def rollout_began(self) -> bool:
+        new = [p for p in self.d.logs() if p not in self.before]
+        if not new:
+            return False
+        with open(new[-1], encoding="utf-8") as fh:
+            return "Rolling switch over " in fh.read()
+
+    def result(self, timeout: float = 900):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the deploy did not end"
+        return self.outcome["r"]
 
 
 def _overlay(tmp_path, name: str, rel: str, text: str) -> str:

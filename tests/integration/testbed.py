@@ -185,6 +185,15 @@ class Host:
         if not wait_for(lambda: self.ssh("true", check=False).returncode == 0, timeout=20, interval=0.2):
             raise RuntimeError(f"sshd of {self.name} does not answer at {self.address}")
 
+    def unplug(self) -> None:
+        """Take the host off the bed's network (its link on the bridge down): to the others it is
+        gone as a server that lost its power is, with no connection closed; its processes go on."""
+        _run(["ip", "link", "set", f"fsbed-{self.name}"[:15], "down"])
+
+    def plug(self) -> None:
+        """Put the host back on the bed's network."""
+        _run(["ip", "link", "set", f"fsbed-{self.name}"[:15], "up"])
+
     def load_images(self, *images: str) -> None:
         """Copy images from the machine's engine into this host's (docker save | docker load)."""
         save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)

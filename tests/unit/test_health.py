@@ -215,6 +215,43 @@ def test_heartbeat_of_the_old_release_does_not_count():
     assert r["services"]["worker"]["heartbeat_release"] == "r1"
 
 
+def test_on_a_fleet_each_server_reads_its_own_row_and_the_poller_may_be_on_a_release_still_served():
+    # app1 switched to r2; app2 still serves r1 and holds the fleet's one poller
+    services = [{"name": "admin_bot", "container": "a", "release": "r2", "heartbeat_key": "admin_bot@app1"},
+                {"name": "master_bot", "container": "m", "release": "r2", "releases": ["r2", "r1"]}]
+    inspects = {"admin_bot": inspect(), "master_bot": inspect()}
+    beats = {"admin_bot": {"release": "r2", "age": 1}, "admin_bot@app1": {"release": "r2", "age": 1},
+             "admin_bot@app2": {"release": "r1", "age": 1}, "master_bot": {"release": "r1", "age": 2}}
+    assert h.evaluate(services, inspects, {}, DB_OK, beats)["status"] == h.PASSED
+    # the other server's row never stands in for this one's
+    del beats["admin_bot@app1"]
+    r = h.evaluate(services, inspects, {}, DB_OK, beats)
+    assert r["reason"].startswith("admin_bot: heartbeat missing (row admin_bot@app1: on several app servers")
+    # the stale row of this server fails, naming the row
+    beats["admin_bot@app1"] = {"release": "r2", "age": 99.0}
+    r = h.evaluate(services, inspects, {}, DB_OK, beats)
+    assert r["reason"] == "admin_bot: heartbeat stale (99.0s > 30s) (row admin_bot@app1)"
+    # once no server serves r1, a poller of r1 no longer counts
+    beats["admin_bot@app1"]["age"] = 1
+    services[1]["releases"] = ["r2"]
+    r = h.evaluate(services, inspects, {}, DB_OK, beats)
+    assert r["reason"] == "master_bot: heartbeat from release r1 (expected r2)"
+    services[1]["releases"] = ["r2", "r0"]
+    r = h.evaluate(services, inspects, {}, DB_OK, beats)
+    assert r["reason"] == "master_bot: heartbeat from release r1 (expected r2 or r0)"
+
+
+def test_the_fleet_keys_are_checked_and_kept_by_normalize():
+    p = h.normalize_params({"db_container": "db", "services": [
+        {"name": "a", "container": "c", "release": "r2", "releases": ["r2", "r1"], "heartbeat_key": "a@app1"},
+        {"name": "b", "container": "d"}]})
+    assert p["services"][0]["releases"] == ["r2", "r1"] and p["services"][0]["heartbeat_key"] == "a@app1"
+    assert p["services"][1]["releases"] == [] and p["services"][1]["heartbeat_key"] == "b"
+    with pytest.raises(ValueError, match="releases must be a list"):
+        h.normalize_params({"db_container": "db", "services": [
+            {"name": "a", "container": "c", "releases": "r1"}]})
+
+
 def test_no_release_given_accepts_any_release():
     services = [{"name": "worker", "container": "w", "release": None}]
     r = h.evaluate(services, {"worker": inspect()}, {}, DB_OK, {"worker": {"release": "r0", "age": 1}})
@@ -389,8 +426,8 @@ def test_psql_command():
 def test_normalize_params():
     p = h.normalize_params({"services": [{"name": "a", "container": "c"}], "db_container": "db"})
     assert p["heartbeat_max_age"] == 30.0 and p["timeout"] == 60.0 and p["interval"] == 2.0
-    assert p["services"] == [{"name": "a", "container": "c", "release": None, "heartbeat": "auto",
-                              "maintenance": False}]
+    assert p["services"] == [{"name": "a", "container": "c", "release": None, "releases": [],
+                              "heartbeat_key": "a", "heartbeat": "auto", "maintenance": False}]
     with pytest.raises(ValueError, match="twice"):
         h.normalize_params({"services": [{"name": "a", "container": "c"}] * 2, "db_container": "db"})
     with pytest.raises(ValueError, match="services"):

@@ -85,8 +85,30 @@ def test_container_names_have_one_rule():
         "admin_bot": services.container_name("fs", "admin_bot", "r1"), "master_bot": "fs_master_bot_r1"}
     assert filters.container_names(APP_SERVICES, "fs", "") == {}
     assert filters.service_containers(APP_SERVICES[:1], "fs", "r1") == [
-        {"name": "admin_bot", "container": "fs_admin_bot_r1", "release": "r1", "heartbeat": "auto"}]
+        {"name": "admin_bot", "container": "fs_admin_bot_r1", "release": "r1", "heartbeat": "auto",
+         "heartbeat_key": "admin_bot"}]
     assert filters.service_containers(APP_SERVICES, "fs", "") == []
+
+
+def test_on_a_fleet_each_server_has_its_heartbeat_row_and_the_poller_one():
+    # one server: nothing new in the environment (a no-op deploy replaces nothing)
+    resolved = filters.resolve_services(APP_SERVICES)
+    one = {s["name"]: s for s in filters.switch_services(resolved, "r2", {}, 20)}
+    assert all("HEARTBEAT_KEY" not in s["env"] for s in one.values())
+    fleet = {s["name"]: s for s in filters.switch_services(resolved, "r2", {}, 20, "app2")}
+    assert fleet["admin_bot"]["env"]["HEARTBEAT_KEY"] == "admin_bot@app2"
+    assert fleet["api"]["env"]["HEARTBEAT_KEY"] == "api@app2"
+    # pollers (the fleet has one of each) keep the service's row
+    assert "HEARTBEAT_KEY" not in fleet["master_bot"]["env"] and "HEARTBEAT_KEY" not in fleet["worker"]["env"]
+    checked = {s["name"]: s
+               for s in filters.service_containers(APP_SERVICES, "fs", "r2", "app2", ["r2", "r1", ""])}
+    assert checked["admin_bot"]["heartbeat_key"] == "admin_bot@app2"
+    assert "releases" not in checked["admin_bot"]
+    assert checked["master_bot"]["heartbeat_key"] == "master_bot"
+    assert checked["master_bot"]["releases"] == ["r2", "r1"]
+    # the switch writes the row the health check reads
+    for name, svc in fleet.items():
+        assert svc["env"].get("HEARTBEAT_KEY", name) == checked[name]["heartbeat_key"]
 
 
 def test_the_first_upstream_is_what_a_switch_writes():

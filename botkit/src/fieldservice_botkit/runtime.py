@@ -116,6 +116,12 @@ class Settings:
     shutdown_timeout: float = 8.0
     heartbeat_table: str = "heartbeats"
     db_pool: int = 4
+    # the heartbeat row: the service, or <service>@<host> on one of several
+    # app servers (the deploy sets HEARTBEAT_KEY)
+    heartbeat_key: str = ""
+
+    def __post_init__(self) -> None:
+        self.heartbeat_key = self.heartbeat_key or self.service
 
     @classmethod
     def from_env(cls, service: str | None = None, port: int | None = None) -> Settings:
@@ -126,9 +132,10 @@ class Settings:
         table = os.environ.get("BOTKIT_HEARTBEAT_TABLE", "heartbeats")
         if not store.valid_table(table):
             raise ConfigError(f"BOTKIT_HEARTBEAT_TABLE={table!r} is not a valid table name")
+        name = os.environ.get("SERVICE_NAME") or service or "bot"
         return cls(
             database_url=url,
-            service=os.environ.get("SERVICE_NAME") or service or "bot",
+            service=name,
             release=os.environ.get("APP_RELEASE", ""),
             port=int(_env_float("BOTKIT_PORT", float(port or 8080), 1)),
             poll_timeout=_env_float("BOTKIT_POLL_TIMEOUT", 10.0, 1),
@@ -136,6 +143,7 @@ class Settings:
             shutdown_timeout=_env_float("BOTKIT_SHUTDOWN_TIMEOUT", 8.0, 0.5),
             heartbeat_table=table,
             db_pool=int(_env_float("BOTKIT_DB_POOL", 4.0, 1)),
+            heartbeat_key=os.environ.get("HEARTBEAT_KEY") or name,
         )
 
 
@@ -368,8 +376,8 @@ class Runtime:
                     ok, why = self.should_beat()
                     if ok:
                         try:
-                            await store.write_heartbeat(conn, cfg.heartbeat_table, cfg.service, cfg.release,
-                                                        self.mode)
+                            await store.write_heartbeat(conn, cfg.heartbeat_table, cfg.heartbeat_key,
+                                                        cfg.release, self.mode)
                             if not beating:
                                 log.info("heartbeat started (release %s)", cfg.release or "-")
                             beating, failed = True, False

@@ -30,6 +30,9 @@ class Config:
     webhook_secret: str
     db_pool_size: int = 10
     version: str = __version__
+    # The row of ``heartbeats`` this container writes: its service's name, or
+    # what the deploy says on one of several servers (<service>@<host>).
+    heartbeat_key: str = ""
 
     @property
     def poller_lock_name(self) -> str:
@@ -72,8 +75,9 @@ def load_config(default_service: str, default_mode: str,
     port = int(_number(env, "HTTP_PORT", "8080", int, 1))
     if port > 65535:
         raise ConfigError(f"HTTP_PORT must be <= 65535, got {port}")
+    service_name = _get(env, "SERVICE_NAME", default_service)
     return Config(
-        service_name=_get(env, "SERVICE_NAME", default_service),
+        service_name=service_name,
         bot_mode=bot_mode,
         database_url=database_url,
         bot_token=_get(env, "BOT_TOKEN"),
@@ -85,4 +89,5 @@ def load_config(default_service: str, default_mode: str,
         poll_timeout=int(_number(env, "POLL_TIMEOUT", "1", int, 0)),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
         db_pool_size=int(_number(env, "DB_POOL_SIZE", "10", int, 1)),
+        heartbeat_key=_get(env, "HEARTBEAT_KEY", service_name),
     )

@@ -104,7 +104,7 @@ class HealthMonitor(threading.Thread):
                 ok, reason, level = self.should_beat()
                 if ok:
                     try:
-                        db.write_heartbeat(self._conn, self.cfg.service_name,
+                        db.write_heartbeat(self._conn, self.cfg.heartbeat_key or self.cfg.service_name,
                                            self.cfg.app_release, self.state)
                         if not beating:
                             log.info("heartbeat %s (release %s, state %s)",

@@ -25,6 +25,9 @@ def test_defaults() -> None:
     assert cfg.app_release == "dev" and cfg.shutdown_timeout == 10
     assert 1 <= cfg.poll_timeout <= 2 and cfg.webhook_secret == ""
     assert cfg.poller_lock_name == "field_service:poller:master_bot"
+    assert cfg.heartbeat_key == "master_bot"
+    fleet = load_config("admin_bot", "webhook", {**BASE, "HEARTBEAT_KEY": "admin_bot@app2"})
+    assert fleet.heartbeat_key == "admin_bot@app2" and fleet.service_name == "admin_bot"
     assert load_config("admin_bot", "webhook", BASE).bot_mode == "webhook"
 
 

@@ -29,6 +29,15 @@ def test_heartbeat_written_with_release(database_url: str, fake: Fake, start_bot
     assert bot.terminate() == 0
 
 
+def test_heartbeat_goes_in_the_row_the_deploy_names(database_url: str, fake: Fake, start_bot) -> None:
+    # one of several app servers: the deploy sets HEARTBEAT_KEY=<service>@<server>
+    bot = start_bot("admin_bot", database_url, fake, APP_RELEASE="r-fleet", HEARTBEAT_KEY="admin_bot@app2")
+    wait_for(lambda: beat(database_url, "admin_bot@app2"), 10, "heartbeat row of app2")
+    assert beat(database_url, "admin_bot@app2")[0] == "r-fleet"
+    assert beat(database_url, "admin_bot") is None
+    assert bot.terminate() == 0
+
+
 def test_deaf_poller_stops_heartbeating(database_url: str, fake: Fake, start_bot) -> None:
     # HEARTBEAT_INTERVAL=1: the bot may stop beating 2 s after its last good getUpdates
     bot = start_bot("master_bot", database_url, fake)
