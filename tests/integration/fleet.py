@@ -30,8 +30,8 @@ from harness import ROOT, Deployment, wait_for
 IMAGES = ("python:3.11-slim", "postgres:15", "nginx:stable-bookworm", "fs-offline/debian:bookworm")
 DB_PASSWORD = "fleet-db-secret"
 DB_CONTAINER = "fleetdb"
-TELEGRAM_PORT = 18081  # the stand-in's port on each server (its own network)
-PROXY_PORT = TELEGRAM_PORT + 1
+TELEGRAM_PORT = 18081  # the local demo's stand-in port (the fleet has its own stand-in: start_telegram)
+PROXY_PORT = TELEGRAM_PORT + 1  # each app server's proxy, on the server's own address
 KEEPALIVES = ("-c", "tcp_keepalives_idle=5", "-c", "tcp_keepalives_interval=2",
               "-c", "tcp_keepalives_count=3", "-c", "tcp_user_timeout=10000")
 FAKE_TELEGRAM = os.path.join(ROOT, "roles", "demo_telegram", "files", "fake_telegram.py")
@@ -67,7 +67,8 @@ class Fleet:
                 return self.telegram("GET", "/_control/health") is not None
             except OSError:
                 return False
-        wait_for(answers, timeout=20)
+        if not wait_for(answers, timeout=20):
+            raise RuntimeError(f"the fleet's stand-in Bot API does not answer at {self.telegram_base}")
 
     def stop_telegram(self) -> None:
         if self._telegram is not None:
