@@ -183,7 +183,9 @@ def serving(host: testbed.Host, name: str) -> str:
 
 
 def last_log(d: Deployment) -> str:
-    with open(d.logs()[-1], encoding="utf-8") as fh:
+    """The newest deploy log, whichever playbook wrote it (<playbook>_<date>_<time>.log)."""
+    newest = max(d.logs(), key=lambda p: os.path.basename(p).split("_", 1)[1])
+    with open(newest, encoding="utf-8") as fh:
         return fh.read()
 
 

@@ -271,8 +271,10 @@ class Deployment:
         base.update(extra)
         return base
 
-    def run(self, playbook: str, timeout: int = 900, **extra) -> ansible_runner.Runner:
-        """Run playbooks/<playbook> with this deployment's variables."""
+    def run(self, playbook: str, timeout: int = 900, limit: str | None = None,
+            **extra) -> ansible_runner.Runner:
+        """Run playbooks/<playbook> with this deployment's variables (on the hosts of ``limit``
+        only, as ``-l``, when given)."""
         private = tempfile.mkdtemp(prefix="runner-", dir=self.workdir)
         cmdline = None
         if self.vault_file:
@@ -290,6 +292,7 @@ class Deployment:
             },
             quiet=True,
             timeout=timeout,
+            limit=limit,
         )
         return runner
 

@@ -16,6 +16,7 @@ switch one batch after the other, each healthy before the next;
 a failed batch puts the servers already switched back, and the servers not
 reached yet keep what they serve. Webhook traffic through the load balancer
 during the rolling deploy: no request fails, every answered update is kept.
+A restore stops the services on every server and replaces the database once.
 """
 
 from __future__ import annotations
@@ -180,17 +181,25 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
             assert running.stdout.strip() == "true"
         assert f.telegram("GET", f"/_control/{MASTER_TOKEN}/stats")["result"]["conflicts_409"] == 0
 
-        # When the same release is deployed again: nothing is built or pulled
+        # The load balancer reaches the servers, over HTTPS too, with the certificate it was given
+        url = f.lb_url()
+        assert _post(url, secret) == 200
+        assert _post(f.lb_url(tls=True), secret, cafile=f.lb_cert) == 200
+        # When the same release is deployed again, with a new certificate for the load balancer
+        os.makedirs(tmp_path / "cert2")
+        f.make_lb_certificate(str(tmp_path / "cert2"))
+        with pytest.raises(urllib.error.URLError):  # (not served yet)
+            _post(f.lb_url(tls=True), secret, cafile=f.lb_cert)
+        with open(f.lb_cert, encoding="utf-8") as cert, open(f.lb_key, encoding="utf-8") as key:
+            d.extravars.update(lb_tls_certificate=cert.read(), lb_tls_key=key.read())
         r = d.run("deploy.yml")
         assert r.rc == 0, failed_tasks(r)
         log = last_log(d)
+        # Then nothing is built or pulled, and the load balancer serves the new certificate
         assert "Building Docker images" not in log and " pulled on " not in log
+        assert _post(f.lb_url(tls=True), secret, cafile=f.lb_cert) == 200
 
         # When v2 is deployed under webhook traffic through the load balancer
-        url = f.lb_url()
-        assert _post(url, secret) == 200  # the load balancer reaches the servers
-        # and so does its HTTPS port, with the certificate it was given
-        assert _post(f.lb_url(tls=True), secret, cafile=f.lb_cert) == 200
         make_source(str(tmp_path / "src"), 2)
         load = LoadGenerator(url=url, rate=20, headers={SECRET_HEADER: secret})
         feed = PollingFeed(f, interval=0.1).start()  # and a steady feed for the fleet's poller
@@ -203,6 +212,7 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         assert r.rc == 0, failed_tasks(r)
         v2 = serving(app1, name)
         log = last_log(d)
+        backup_v2 = log.split("Backup created: ", 1)[1].split()[0]  # the database as v1 left it
         # Then the servers switched one after the other, each out of the load balancer while it switched
         # and healthy before the next
         assert v2 != v1 and serving(app2, name) == v2
@@ -333,6 +343,37 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
         for host in servers.values():
             assert serving(host, name) == v1
         assert wait_for(lambda: _heartbeats(f).get("master_bot") == v1, timeout=30), _heartbeats(f)
+
+        # When the fleet's database gets a table after the v2 deploy's backup, and that backup is
+        # restored: first on app2 alone, then on the whole fleet
+        f.psql("CREATE TABLE restore_marker (x int)")
+        assert f.psql("SELECT to_regclass('restore_marker')") == "restore_marker"
+        started = {n: h.docker("inspect", "-f", "{{.State.StartedAt}}", f"{name}_admin_bot_{v1}").stdout
+                   for n, h in servers.items()}
+        r = d.run("restore.yml", limit="app2", backup_file=backup_v2)
+        # Then a run without app1 is refused (app1 would write on), and nothing changed
+        assert r.rc != 0
+        assert "so it runs on all of them (each stops its services first), and app1 is not in this run: " \
+               "run it without -l" in last_log(d), last_log(d)
+        assert f.psql("SELECT to_regclass('restore_marker')") == "restore_marker"
+        r = d.run("restore.yml", backup_file=backup_v2)
+        assert r.rc == 0, failed_tasks(r)
+        log = last_log(d)
+        # and then the database is restored once, on app1 (which keeps the backups), after every
+        # server stopped its services, which all run again on the restored database
+        assert f.psql("SELECT to_regclass('restore_marker')") == ""
+        assert log.count(f"Database restored from {backup_v2}") == 1, log
+        assert log.count("Safety backup: ") == 1, log
+        safety = log.split("Safety backup: ", 1)[1].split("(", 1)[1].split(";")[0]
+        assert app1.ssh(f"test -s {safety}", check=False).returncode == 0, safety
+        for n, host in servers.items():
+            assert serving(host, name) == v1
+            now = host.docker("inspect", "-f", "{{.State.StartedAt}}", f"{name}_admin_bot_{v1}").stdout
+            assert now != started[n], n  # stopped and started again
+        beats = {"admin_bot@app1": v1, "admin_bot@app2": v1, "master_bot": v1}
+        assert wait_for(lambda: _heartbeats(f) == beats, timeout=60), _heartbeats(f)
+        assert [g["body"]["event"] for g in receiver.got][-1] == "restore_success"
+
         # and through all of it, the server that dropped off included, Telegram never saw two pollers
         assert f.telegram("GET", f"/_control/{MASTER_TOKEN}/stats")["result"]["conflicts_409"] == 0
     finally:
