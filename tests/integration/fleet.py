@@ -165,11 +165,16 @@ class Fleet:
                        check=True, capture_output=True)
 
     def remove_app(self, name: str) -> None:
-        """The app's containers on every host of the fleet (its files stay in the hosts' /opt)."""
+        """The app's containers on every host of the fleet (its files stay in the hosts' /opt) and the
+        images the control node built and pushed for it (``docker_build_builder: localhost`` keeps them)."""
         for host in (*self.apps.values(), self.lb):
             ids = host.docker("ps", "-aq", "--filter", f"label=fs.app={name}", check=False).stdout.split()
             if ids:
                 host.docker("rm", "-f", *ids, check=False)
+        listing = ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{self.registry}/{name}"]
+        built = subprocess.run(listing, capture_output=True, text=True, check=False).stdout.split()
+        if built:
+            subprocess.run(["docker", "rmi", "-f", *built], capture_output=True, check=False)
 
 
 def _read(path: str) -> str:

@@ -379,10 +379,6 @@ def test_a_fleet_deploys_once_switches_in_batches_and_puts_a_failed_batch_back(b
     finally:
         receiver.close()
         f.remove_app(name)
-        images = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
-                                capture_output=True, text=True, check=False).stdout.split()
-        if images:
-            subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
 
 
 def test_a_fleet_is_refused_what_would_run_once_per_server(tmp_path):
